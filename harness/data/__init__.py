@@ -1,0 +1,1 @@
+"""Bundled data and the generators that write it (``demo_data``)."""

@@ -1,0 +1,48 @@
+"""What a run records about where it ran: versions, device, git commit."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+PACKAGES = ("harness", "torch", "transformers", "peft", "trl", "accelerate", "lm_eval", "rouge-score",
+            "sacrebleu", "bert-score", "kiwipiepy", "ollama", "openai")
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def device_info() -> dict[str, str]:
+    info = {"machine": platform.machine(), "python": platform.python_version()}
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            info["device"] = f"cuda: {torch.cuda.get_device_name(0)}"
+        else:
+            info["device"] = f"cpu ({torch.get_num_threads()} threads)"
+    except ImportError:
+        info["device"] = "cpu"
+    return info
+
+
+def git_commit(path: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=path, capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def environment(path: Path) -> dict:
+    return {**device_info(), "packages": package_versions(), "git_commit": git_commit(path)}

@@ -1,0 +1,319 @@
+"""Planner + executor: models x tasks (+ benchmarks, judge) -> a run directory.
+
+Every work unit (one model on one task, one model on one benchmark, one judge pass) has a
+key that hashes everything its result depends on. A finished unit is written to the run
+directory at once and marked done, so ``harness run --resume RUN`` skips it and an
+interrupted or failed run loses nothing already computed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from harness.config import HarnessConfig, ModelSpec
+from harness.errors import HarnessError
+from harness.records import Sample
+from harness.tasks import TaskSpec, load_samples, load_tasks, read_rows
+
+
+def unit_key(*parts: Any) -> str:
+    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@dataclass
+class Plan:
+    """What a run will do, decided before any model is loaded."""
+
+    config: HarnessConfig
+    models: list[str]
+    tasks: list[TaskSpec]
+    resolved: dict[str, Any]  # name -> ResolvedModel (responses models excluded)
+    judge_backend: Any = None  # a judging backend, already checked reachable
+    judge_label: str = "none"
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class Progress:
+    """A thin wrapper over rich progress bars (silent when quiet)."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self._progress = None
+
+    def __enter__(self):
+        if not self.quiet:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, \
+                TimeElapsedColumn
+
+            self._progress = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                          TimeElapsedColumn(), transient=False)
+            self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+    def log(self, msg: str) -> None:
+        if self._progress is not None:
+            self._progress.console.print(msg)
+
+    @contextmanager
+    def bar(self, description: str, total: int):
+        if self._progress is None:
+            yield lambda done, total_=None: None
+            return
+        tid = self._progress.add_task(description, total=total)
+
+        def update(done: int, total_: int | None = None) -> None:
+            self._progress.update(tid, completed=done, total=total_ or total)
+
+        try:
+            yield update
+        finally:
+            self._progress.update(tid, completed=self._progress.tasks[tid].total)
+
+
+# ---------------------------------------------------------------- planning
+
+
+def make_plan(cfg: HarnessConfig, models: list[str] | None = None) -> Plan:
+    from harness.models.load import resolve_models
+
+    names = models or list(cfg.models)
+    unknown = [m for m in names if m not in cfg.models]
+    if unknown:
+        raise HarnessError(f"--models: unknown model '{unknown[0]}'", fix=f"Configured models: {', '.join(cfg.models)}.")
+    # an adapter's base model must be loadable even when not evaluated itself
+    tasks = load_tasks(cfg.tasks, extra=[Path(cfg.base_dir) / "tasks", Path(cfg.base_dir)])
+    model_specs = {n: s for n, s in cfg.models.items() if not s.responses}
+    resolved = resolve_models(model_specs, Path(cfg.base_dir)) if model_specs else {}
+    for name in names:
+        spec = cfg.models[name]
+        if spec.responses and not cfg.resolve_path(spec.responses).is_file():
+            raise HarnessError(f"models.{name}.responses: file not found: {spec.responses}")
+    return Plan(config=cfg, models=names, tasks=tasks, resolved=resolved)
+
+
+def check_judge(plan: Plan) -> None:
+    """Connect to the judge before any model is loaded (a down server fails fast)."""
+    jc = plan.config.judge
+    if jc.backend == "none" or not plan.tasks:
+        return
+    from harness.judging.backends import make_backend
+
+    options = {"host": jc.host, "base_url": jc.base_url, "api_key": jc.api_key, "num_ctx": jc.num_ctx,
+               "seed": plan.config.seed}
+    try:
+        backend = make_backend(jc.backend, options)
+        backend.check()
+        plan.judge_backend, plan.judge_label = backend, jc.backend
+    except HarnessError:
+        if not jc.fallback:
+            raise
+        backend = make_backend(jc.fallback, options)
+        backend.check()
+        plan.judge_backend, plan.judge_label = backend, jc.fallback
+
+
+# ---------------------------------------------------------------- execution
+
+
+def _responses_samples(cfg: HarnessConfig, name: str, spec: ModelSpec, task: TaskSpec,
+                       items: list[Sample]) -> list[Sample]:
+    """Answers another system generated, matched to the task's items by instruction+input."""
+    path = cfg.resolve_path(spec.responses)
+    rows = read_rows(path)
+    f = task.fields
+    by_key = {}
+    for i, row in enumerate(rows, 1):
+        if spec.field not in row:
+            raise HarnessError(f"{path}:{i}: missing field '{spec.field}'",
+                               fix=f"Set models.{name}.field to the field that holds the answer.")
+        key = (str(row.get(f.instruction, "")), str(row.get(f.input, "") or "") if f.input else "")
+        by_key[key] = row
+    out = []
+    for s in items:
+        row = by_key.get((s.instruction, s.input))
+        if row is None:
+            raise HarnessError(f"{path}: no answer for task {task.name} item {s.id} ({s.instruction[:40]!r})",
+                               fix="The responses file must contain every instruction of the task.")
+        resp = row[spec.field]
+        out.append(Sample(**{**s.to_dict(), "model": name, "response": "" if resp is None else str(resp),
+                             "prompt": "", "meta": {**s.meta, "source": "responses"}}))
+    return out
+
+
+def _generate_samples(engine, fmt, items: list[Sample], name: str, task: TaskSpec, cfg: HarnessConfig,
+                      update: Callable) -> list[Sample]:
+    gen = cfg.generation
+    prompts = [fmt.render(s.instruction, s.input, system=task.system_prompt) for s in items]
+    outs = engine.generate(
+        prompts,
+        max_new_tokens=task.generation.max_new_tokens or gen.max_new_tokens,
+        temperature=task.generation.temperature if task.generation.temperature is not None else gen.temperature,
+        top_p=gen.top_p,
+        stop=list(gen.stop) + list(task.generation.stop),
+        seed=cfg.seed,
+        progress=update,
+    )
+    samples = []
+    for s, prompt, g in zip(items, prompts, outs):
+        samples.append(Sample(**{**s.to_dict(), "model": name, "prompt": prompt, "response": g.text,
+                                 "n_tokens": g.n_tokens, "truncated": g.truncated,
+                                 "meta": {**s.meta, "raw": g.raw} if g.raw != g.text else dict(s.meta)}))
+    if "perplexity" in task.metrics:
+        nlls = engine.token_nll(prompts, [s.reference for s in items])
+        for s, nll in zip(samples, nlls):
+            s.metrics["nll"] = nll.nll_sum
+            s.metrics["nll_tokens"] = nll.n_tokens
+            s.metrics["nll_bytes"] = nll.n_bytes
+    return samples
+
+
+def _score_per_sample(samples: list[Sample], task: TaskSpec) -> None:
+    from harness.metrics import score_samples
+
+    names = [m for m in task.metrics if m != "perplexity"]
+    if not names:
+        return
+    per_sample, _ = score_samples(names, [s.response for s in samples], [s.reference for s in samples],
+                                  [s.lang for s in samples], task.metric_options)
+    for metric, values in per_sample.items():
+        for s, v in zip(samples, values):
+            s.metrics[metric] = v
+
+
+def execute(plan: Plan, rundir, progress: Progress) -> None:
+    """Run every unit not already done in ``rundir``."""
+    cfg = plan.config
+    limit = cfg.limit
+    items_by_task = {t.name: load_samples(t, limit) for t in plan.tasks}
+    pool = None
+    model_info: dict[str, Any] = rundir.run_info().get("models", {}) if rundir.exists("run.json") else {}
+    try:
+        for name in plan.models:
+            spec = cfg.models[name]
+            needs_model = bool(cfg.benchmarks) or (not spec.responses and plan.tasks)
+            if spec.responses:
+                model_info[name] = {"kind": "responses", "chain": [f"{name} (responses: {spec.responses})"],
+                                    "template": None, "template_hash": None}
+            for task in plan.tasks:
+                key = unit_key("generate", name, _describe(plan, name), task.content_hash(), cfg.generation,
+                               limit, cfg.seed, task.metrics, task.metric_options)
+                if rundir.unit_done(key):
+                    continue
+                t0 = time.perf_counter()
+                items = items_by_task[task.name]
+                if spec.responses:
+                    samples = _responses_samples(cfg, name, spec, task, items)
+                else:
+                    pool = pool or _make_pool(plan)
+                    engine = pool.engine(name)
+                    fmt = _format_for(pool, name, task, spec)
+                    model_info[name] = {**pool.describe(name), "template": fmt.name,
+                                        "template_hash": fmt.template_hash}
+                    with progress.bar(f"{name} · {task.name}", len(items)) as update:
+                        samples = _generate_samples(engine, fmt, items, name, task, cfg, update)
+                _score_per_sample(samples, task)
+                rundir.write_jsonl(f"samples/{name}/{task.name}.jsonl", [s.to_dict() for s in samples])
+                rundir.mark_unit_done(key, {"unit": f"generate {name} {task.name}",
+                                            "seconds": round(time.perf_counter() - t0, 3)})
+                _save_models(rundir, model_info)
+            if cfg.benchmarks and not spec.responses:
+                pool = pool or _make_pool(plan)
+                _run_benchmarks(plan, pool, name, rundir, progress)
+                model_info.setdefault(name, pool.describe(name))
+        _save_models(rundir, model_info)
+        if plan.judge_backend is not None:
+            from harness.judging.run import judge_run
+
+            judge_run(plan, rundir, progress, pool_factory=lambda: pool or _make_pool(plan))
+    finally:
+        if pool is not None:
+            pool.close()
+
+
+def _describe(plan: Plan, name: str) -> Any:
+    r = plan.resolved.get(name)
+    return r.describe() if r is not None else plan.config.models[name].model_dump(mode="json")
+
+
+def _make_pool(plan: Plan):
+    from harness.models.load import ModelPool
+
+    return ModelPool({n: r for n, r in plan.resolved.items()})
+
+
+def _format_for(pool, name: str, task: TaskSpec, spec: ModelSpec):
+    from harness.models.prompts import get_format
+
+    _, tokenizer = pool.model_and_tokenizer(name)
+    return get_format(task.prompt_format or spec.prompt_format or "chat", tokenizer)
+
+
+def _save_models(rundir, model_info: dict[str, Any]) -> None:
+    info = rundir.run_info()
+    info["models"] = {**info.get("models", {}), **model_info}
+    rundir.write_json("run.json", info)
+
+
+def _run_benchmarks(plan: Plan, pool, name: str, rundir, progress: Progress) -> None:
+    from harness.benchmarks import run_benchmarks
+
+    cfg = plan.config
+    for bench in cfg.benchmarks:
+        key = unit_key("benchmark", name, _describe(plan, name), bench.model_dump(mode="json"), cfg.seed)
+        if rundir.unit_done(key):
+            continue
+        t0 = time.perf_counter()
+        model, tokenizer = pool.model_and_tokenizer(name)
+        progress.log(f"[bold]{name}[/] · benchmark {bench.name}")
+        result = run_benchmarks(model, tokenizer, [bench], model_name=name, seed=cfg.seed)[bench.name]
+        rundir.write_json(f"benchmarks/{name}/{bench.name}.json", result.to_dict())
+        rundir.mark_unit_done(key, {"unit": f"benchmark {name} {bench.name}",
+                                    "seconds": round(time.perf_counter() - t0, 3)})
+
+
+# ---------------------------------------------------------------- the whole run
+
+
+def start_rundir(cfg: HarnessConfig, plan: Plan, output_dir: str | None, resume: str | None):
+    import yaml
+
+    from harness.env import environment
+    from harness.store import RunDir
+
+    if resume:
+        if not (Path(resume) / "run.json").is_file():
+            raise HarnessError(f"--resume {resume}: not a run directory (no run.json)",
+                               fix="Pass a folder that `harness run` created, e.g. reports/<run-id>.")
+        rundir = RunDir(resume)
+        old = rundir.run_info().get("config_hash")
+        if old and old != cfg.hash():
+            raise HarnessError(f"--resume {resume}: the run used config {old}, this config is {cfg.hash()}",
+                               fix="Resume with the same config, or start a new run without --resume.")
+        return rundir
+    root = Path(output_dir) if output_dir else cfg.resolve_path(cfg.output_dir)
+    rundir = RunDir.create(root, config_hash=cfg.hash())
+    rundir.write_text("config.yaml", yaml.safe_dump(cfg.snapshot(), allow_unicode=True, sort_keys=False))
+    rundir.write_json("run.json", {
+        "run_id": rundir.path.name,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config_hash": cfg.hash(),
+        "models_order": plan.models,
+        "tasks": [t.name for t in plan.tasks],
+        "benchmarks": [b.name for b in cfg.benchmarks],
+        "env": environment(Path(cfg.base_dir)),
+        "judge": {"backend": plan.judge_label},
+        "models": {},
+    })
+    return rundir

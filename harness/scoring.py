@@ -1,0 +1,166 @@
+"""The score stage: stored samples, benchmark records and verdicts -> ``scores.json``.
+
+It reads only the run directory, so scores can be recomputed without loading a model. Every
+aggregate carries a 95% bootstrap interval; every pair of models on the same items gets a
+paired test (paired bootstrap; McNemar for 0/1 metrics).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from harness.records import MetricValue, Sample
+
+# Per-sample fields the Engine stores for perplexity; turned into corpus metrics here.
+NLL_FIELDS = ("nll", "nll_tokens", "nll_bytes")
+CORPUS_METRICS = ("bleu", "chrf")
+LOWER_IS_BETTER = {"perplexity", "bits_per_byte", "empty", "truncated"}
+BINARY = {"exact_match", "contains", "regex", "valid_json", "empty", "truncated", "acc", "acc_norm"}
+
+
+def higher_is_better(metric: str) -> bool:
+    if metric in LOWER_IS_BETTER:
+        return False
+    try:
+        from harness.metrics import METRICS
+
+        info = METRICS.get(metric)
+        if info is not None and hasattr(info, "higher_is_better"):
+            return bool(info.higher_is_better)
+    except ImportError:  # pragma: no cover
+        pass
+    return True
+
+
+def _aligned(per_model: dict[str, list[Sample]]) -> tuple[list[str], dict[str, dict[str, Sample]]]:
+    """Sample ids every model has, in the first model's order."""
+    by_id = {m: {s.id: s for s in samples} for m, samples in per_model.items()}
+    first = next(iter(per_model.values()), [])
+    ids = [s.id for s in first if all(s.id in d for d in by_id.values())]
+    return ids, by_id
+
+
+def _metric_names(samples: list[Sample]) -> list[str]:
+    names: dict[str, None] = {}
+    for s in samples:
+        for k in s.metrics:
+            if k not in NLL_FIELDS:
+                names[k] = None
+    return list(names)
+
+
+def task_group(per_model: dict[str, list[Sample]], seed: int = 0, n_resamples: int = 1000,
+               corpus: bool = True) -> dict[str, Any]:
+    """One scores.json group for samples of one task (or pooled tasks when corpus=False)."""
+    from harness.metrics.perplexity import aggregate_perplexity, sample_perplexities
+    from harness.metrics.stats import aggregate, compare_models
+
+    ids, by_id = _aligned(per_model)
+    models = list(per_model)
+    group: dict[str, Any] = {"kind": "task", "models": {m: {} for m in models}, "paired": [], "info": {"n_items": len(ids)}}
+    all_samples = [s for ss in per_model.values() for s in ss]
+    for metric in _metric_names(all_samples):
+        values = {m: [by_id[m][i].metrics.get(metric) for i in ids] for m in models}
+        hib = higher_is_better(metric)
+        for m in models:
+            group["models"][m][metric] = aggregate(values[m], higher_is_better=hib, seed=seed,
+                                                   n_resamples=n_resamples).to_dict()
+        binary = metric in BINARY
+        group["paired"] += [t.to_dict() for t in compare_models(values, metric, binary=binary, seed=seed,
+                                                                n_resamples=n_resamples)]
+    # perplexity of the reference answer: corpus-level exp(sum NLL / sum tokens), and bits per byte
+    if any("nll" in s.metrics for s in all_samples):
+        ppl_values = {}
+        for m in models:
+            ss = [by_id[m][i] for i in ids]
+            nll = [s.metrics.get("nll") for s in ss]
+            toks = [s.metrics.get("nll_tokens") for s in ss]
+            nbytes = [s.metrics.get("nll_bytes") for s in ss]
+            group["models"][m]["perplexity"] = aggregate_perplexity(nll, toks, seed=seed,
+                                                                    n_resamples=n_resamples).to_dict()
+            bpb = [None if (a is None or not b) else a / (b * 0.6931471805599453) for a, b in zip(nll, nbytes)]
+            bpb_mv = aggregate(bpb, higher_is_better=False, seed=seed, n_resamples=n_resamples)
+            total_b = sum(b for a, b in zip(nll, nbytes) if a is not None and b)
+            if total_b:
+                bpb_mv.value = sum(a for a, b in zip(nll, nbytes) if a is not None and b) / (total_b * 0.6931471805599453)
+            group["models"][m]["bits_per_byte"] = bpb_mv.to_dict()
+            ppl_values[m] = sample_perplexities(nll, toks)
+        group["paired"] += [t.to_dict() for t in compare_models(ppl_values, "perplexity", seed=seed,
+                                                                n_resamples=n_resamples)]
+    if corpus:
+        _corpus_metrics(group, per_model, by_id, ids, seed, n_resamples)
+    return group
+
+
+def _corpus_metrics(group, per_model, by_id, ids, seed, n_resamples) -> None:
+    """Corpus BLEU / chrF replace the mean of sentence scores; paired tests stay sentence-level."""
+    from harness.metrics.lexical import bleu, chrf
+
+    models = list(per_model)
+    for metric in CORPUS_METRICS:
+        if not all(metric in group["models"][m] for m in models):
+            continue
+        for m in models:
+            ss = [by_id[m][i] for i in ids]
+            preds, refs = [s.response for s in ss], [s.reference for s in ss]
+            lang = Counter(s.lang for s in ss).most_common(1)[0][0] if ss else "en"
+            if metric == "bleu":
+                res = bleu(preds, refs, lang=lang, seed=seed, n_resamples=n_resamples)
+                group["info"]["bleu_tokenize"] = res["tokenize"]
+            else:
+                res = chrf(preds, refs, seed=seed, n_resamples=n_resamples)
+            group["info"][f"{metric}_signature"] = res["signature"]
+            mv = MetricValue(value=res["score"], ci=tuple(res["ci"]) if res["ci"] else None, n=res["n"],
+                             higher_is_better=True)
+            group["models"][m][metric] = mv.to_dict()
+
+
+def _task_samples(rundir) -> dict[str, dict[str, list[Sample]]]:
+    order = rundir.run_info().get("models_order") or []
+    out: dict[str, dict[str, list[Sample]]] = {}
+    for model, task, _ in rundir.sample_files():
+        out.setdefault(task, {})[model] = rundir.samples(model, task)
+    rank = {m: i for i, m in enumerate(order)}
+    return {t: dict(sorted(d.items(), key=lambda kv: rank.get(kv[0], len(rank)))) for t, d in out.items()}
+
+
+def score_run(rundir, seed: int = 0, n_resamples: int = 1000) -> dict[str, Any]:
+    """Compute every group and write scores.json."""
+    info = rundir.run_info()
+    order = info.get("models_order") or []
+    groups: dict[str, Any] = {}
+    by_task = _task_samples(rundir)
+    task_order = info.get("tasks") or list(by_task)
+    for task in [t for t in task_order if t in by_task]:
+        groups[task] = task_group(by_task[task], seed=seed, n_resamples=n_resamples)
+    if len(by_task) > 1:
+        pooled: dict[str, list[Sample]] = {}
+        for d in by_task.values():
+            for m, ss in d.items():
+                pooled.setdefault(m, []).extend(Sample(**{**s.to_dict(), "id": f"{s.task}/{s.id}"}) for s in ss)
+        groups["all"] = task_group(pooled, seed=seed, n_resamples=n_resamples, corpus=False)
+        groups["all"]["info"]["tasks"] = list(by_task)
+    groups.update(_benchmark_groups(rundir, order, seed))
+    groups.update(_judge_groups(rundir, order, seed))
+    scores = {"schema": 1, "run_id": info.get("run_id"), "config_hash": info.get("config_hash"),
+              "models": order, "groups": groups}
+    rundir.write_json("scores.json", scores)
+    return scores
+
+
+def _benchmark_groups(rundir, order: list[str], seed: int) -> dict[str, Any]:
+    files = rundir.benchmark_files()
+    if not files:
+        return {}
+    from harness.benchmarks import benchmark_group_from_run
+
+    return benchmark_group_from_run(rundir, order, seed=seed)
+
+
+def _judge_groups(rundir, order: list[str], seed: int) -> dict[str, Any]:
+    if not rundir.verdict_files():
+        return {}
+    from harness.judging.run import judge_groups
+
+    return judge_groups(rundir, order, seed=seed)

@@ -1,0 +1,263 @@
+"""Task definitions (``tasks/*.yaml``) and their data -> ``Sample`` records.
+
+A task file names a data file (JSON, JSONL, Parquet or CSV; ``hf:org/name[:split]`` for a hub
+dataset when online), which fields hold the instruction, input and reference (Alpaca names by
+default, or a ``messages`` list), the language, prompt format, generation settings and metrics.
+A suite file (``suite: [task, ...]``) groups tasks. Data paths are relative to the task file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from harness.errors import HarnessError
+from harness.records import Sample
+
+REPO_TASKS = Path(__file__).resolve().parent.parent / "tasks"
+DEFAULT_METRICS = ["rouge", "bleu", "chrf", "bertscore", "exact_match", "length", "perplexity"]
+
+
+class FieldMap(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    instruction: str = "instruction"
+    input: str | None = "input"
+    reference: str = "output"
+    messages: str | None = None  # a chat list: the last assistant turn is the reference
+    id: str | None = None
+
+
+class TaskGeneration(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_new_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0.0)
+    stop: list[str] = Field(default_factory=list)
+
+
+class TaskSpec(BaseModel):
+    """One generation task."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    description: str = ""
+    data: str
+    split: str | None = None
+    filter: dict[str, Any] = Field(default_factory=dict)
+    fields: FieldMap = Field(default_factory=FieldMap)
+    language: Literal["ko", "en", "auto"] = "auto"
+    prompt_format: str | None = None
+    system_prompt: str | None = None
+    generation: TaskGeneration = Field(default_factory=TaskGeneration)
+    metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS))
+    metric_options: dict[str, Any] = Field(default_factory=dict)
+    limit: int | None = Field(default=None, ge=1)
+    source: str = Field(default="", exclude=True)  # the YAML file it came from
+
+    def data_path(self) -> Path | None:
+        if self.data.startswith("hf:"):
+            return None
+        p = Path(self.data).expanduser()
+        return p if p.is_absolute() else Path(self.source).parent / p
+
+    def content_hash(self) -> str:
+        """Hash of the definition and its data: part of every work-unit key."""
+        h = hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode())
+        p = self.data_path()
+        if p is not None and p.is_file():
+            h.update(p.read_bytes())
+        return h.hexdigest()[:12]
+
+
+def _read_yaml(path: Path) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise HarnessError(f"{path}{line}: not valid YAML: {getattr(err, 'problem', err)}",
+                           fix="Fix the YAML syntax.") from None
+
+
+def task_search_dirs(extra: list[Path] | None = None) -> list[Path]:
+    dirs = list(extra or []) + [Path.cwd() / "tasks", REPO_TASKS]
+    seen, out = set(), []
+    for d in dirs:
+        r = d.resolve()
+        if r not in seen and r.is_dir():
+            seen.add(r)
+            out.append(r)
+    return out
+
+
+def known_tasks(extra: list[Path] | None = None) -> list[str]:
+    names = set()
+    for d in task_search_dirs(extra):
+        names.update(p.stem for p in d.glob("*.yaml"))
+    return sorted(names)
+
+
+def find_task_file(ref: str, extra: list[Path] | None = None) -> Path:
+    p = Path(ref).expanduser()
+    if p.suffix in (".yaml", ".yml"):
+        for cand in [p] + [d / p for d in (extra or [])]:
+            if cand.is_file():
+                return cand.resolve()
+        raise HarnessError(f"task file not found: {ref}", fix="Give a path to a task YAML or a name from tasks/.")
+    for d in task_search_dirs(extra):
+        for suffix in (".yaml", ".yml"):
+            if (d / f"{ref}{suffix}").is_file():
+                return d / f"{ref}{suffix}"
+    raise HarnessError(f"unknown task '{ref}'",
+                       fix=f"Known tasks: {', '.join(known_tasks(extra)) or '(none)'}; or give a path to a task YAML.")
+
+
+def load_tasks(refs: list[str], extra: list[Path] | None = None) -> list[TaskSpec]:
+    """Task names or paths (suites expanded, duplicates dropped, order kept)."""
+    out: dict[str, TaskSpec] = {}
+    for ref in refs:
+        for task in _load_ref(ref, extra, depth=0):
+            out.setdefault(task.name, task)
+    return list(out.values())
+
+
+def _load_ref(ref: str, extra: list[Path] | None, depth: int) -> list[TaskSpec]:
+    if depth > 5:
+        raise HarnessError(f"suite nesting too deep at '{ref}'", fix="Check suites for a loop.")
+    path = find_task_file(ref, extra)
+    data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise HarnessError(f"{path}: expected a mapping with 'name:' and 'data:' (or 'suite:')")
+    if "suite" in data:
+        members = data["suite"]
+        if not isinstance(members, list) or not members:
+            raise HarnessError(f"{path}: field 'suite' must be a non-empty list of task names or paths")
+        tasks: list[TaskSpec] = []
+        for m in members:
+            tasks.extend(_load_ref(str(m), [path.parent] + list(extra or []), depth + 1))
+        return tasks
+    try:
+        return [TaskSpec.model_validate({**data, "source": str(path)})]
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = ".".join(str(x) for x in first["loc"])
+        msg = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]
+        raise HarnessError(f"{path}: field '{loc}': {msg}", fix="See tasks/README.md for the task format.") from None
+
+
+# ---------------------------------------------------------------- data files
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of a JSON / JSONL / Parquet / CSV file, with clear errors naming file:line."""
+    if not path.is_file():
+        raise HarnessError(f"data file not found: {path}", fix="Check the 'data:' path (relative to the task file).")
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        rows = []
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise HarnessError(f"{path}:{i}: not valid JSON ({err.msg})", fix="Each line must be one JSON object.") from None
+            if not isinstance(row, dict):
+                raise HarnessError(f"{path}:{i}: expected a JSON object, got {type(row).__name__}")
+            rows.append(row)
+    elif suffix == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise HarnessError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
+        if isinstance(data, dict):
+            data = next((v for v in data.values() if isinstance(v, list)), None)
+        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+            raise HarnessError(f"{path}: expected a JSON list of objects")
+        rows = data
+    elif suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(path).to_pylist()
+    elif suffix in (".csv", ".tsv"):
+        import csv
+
+        with path.open(encoding="utf-8", newline="") as f:
+            rows = list(csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ","))
+    else:
+        raise HarnessError(f"{path}: unsupported data format '{suffix}'", fix="Use .json, .jsonl, .parquet or .csv.")
+    if not rows:
+        raise HarnessError(f"{path}: the data file is empty", fix="Add at least one row.")
+    return rows
+
+
+def _hub_rows(task: TaskSpec) -> list[dict[str, Any]]:
+    ref = task.data.removeprefix("hf:")
+    name, _, split = ref.partition(":")
+    try:
+        from datasets import load_dataset
+
+        ds = load_dataset(name, split=split or task.split or "test")
+    except Exception as err:  # noqa: BLE001 - any hub failure becomes one actionable line
+        raise HarnessError(f"task {task.name}: cannot load hub dataset '{name}' ({type(err).__name__})",
+                           fix="Go online or download it and point 'data:' at a local file.") from None
+    return [dict(r) for r in ds]
+
+
+def _detect_lang(text: str) -> str:
+    letters = [c for c in text if c.isalpha()]
+    if not letters:
+        return "en"
+    hangul = sum(1 for c in letters if "\uac00" <= c <= "\ud7a3" or "\u3131" <= c <= "\u318e")
+    return "ko" if hangul / len(letters) >= 0.3 else "en"
+
+
+def _row_to_sample(task: TaskSpec, row: dict[str, Any], i: int, where: str) -> Sample:
+    f = task.fields
+    if f.messages:
+        msgs = row.get(f.messages)
+        if not isinstance(msgs, list) or not msgs:
+            raise HarnessError(f"{where}: field '{f.messages}' must be a non-empty list of messages")
+        last = msgs[-1]
+        if not isinstance(last, dict) or last.get("role") != "assistant":
+            raise HarnessError(f"{where}: the last message must be the assistant's reference answer")
+        users = [m for m in msgs[:-1] if isinstance(m, dict) and m.get("role") == "user"]
+        system = next((m.get("content", "") for m in msgs if m.get("role") == "system"), None)
+        instruction, inp, reference = (users[-1]["content"] if users else ""), "", str(last.get("content", ""))
+        meta = {"messages": msgs[:-1], "system": system}
+    else:
+        missing = [k for k in (f.instruction, f.reference) if k not in row]
+        if missing:
+            raise HarnessError(f"{where}: missing field '{missing[0]}' (has: {', '.join(map(str, row))})",
+                               fix=f"Map your field names under 'fields:' in {task.source or 'the task file'}.")
+        instruction = str(row[f.instruction])
+        inp = str(row.get(f.input) or "") if f.input else ""
+        ref = row[f.reference]
+        reference = ref if isinstance(ref, str) else json.dumps(ref, ensure_ascii=False)
+        meta = {}
+    sid = str(row[f.id]) if f.id and f.id in row else f"{task.name}-{i:04d}"
+    lang = task.language if task.language != "auto" else _detect_lang(instruction + " " + inp + " " + reference)
+    extra = {k: v for k, v in row.items() if k in ("skill", "lang", "category")}
+    return Sample(id=sid, task=task.name, lang=lang, instruction=instruction, input=inp,
+                  reference=reference, meta={**meta, **extra})
+
+
+def load_samples(task: TaskSpec, limit: int | None = None) -> list[Sample]:
+    """The task's items as Samples (no model fields yet)."""
+    path = task.data_path()
+    rows = _hub_rows(task) if path is None else read_rows(path)
+    where_file = task.data if path is None else str(path)
+    samples = []
+    for i, row in enumerate(rows):
+        if task.filter and any(row.get(k) != v for k, v in task.filter.items()):
+            continue
+        samples.append(_row_to_sample(task, row, i, f"{where_file}:{i + 1}"))
+    if not samples:
+        raise HarnessError(f"task {task.name}: no rows left after filter {task.filter} in {where_file}")
+    n = min(x for x in (limit, task.limit) if x) if (limit or task.limit) else None
+    return samples[:n] if n else samples

@@ -1,0 +1,145 @@
+"""What SFT and DPO training share: loading the starting model, LoRA config, precision, logging."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+
+
+@dataclass
+class LoraOptions:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: str = "all-linear"  # or a comma list: q_proj,v_proj
+
+    def peft_config(self):
+        from peft import LoraConfig
+
+        targets: Any = self.target_modules
+        if targets != "all-linear":
+            targets = [t.strip() for t in targets.split(",") if t.strip()]
+        return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, target_modules=targets,
+                          task_type="CAUSAL_LM")
+
+
+def resolve_base(ref: str) -> str:
+    """A base model reference (zoo:NAME, folder, hub id) -> what from_pretrained takes."""
+    from harness.models.zoo import is_zoo_ref, zoo_path
+
+    if is_zoo_ref(ref):
+        return str(zoo_path(ref))
+    p = Path(ref).expanduser()
+    if p.exists():
+        if not (p / "config.json").is_file():
+            raise HarnessError(f"--model {ref}: folder has no config.json",
+                               fix="Point at a transformers model folder, a hub id, or zoo:NAME.")
+        return str(p.resolve())
+    return ref  # a hub id: works online or when cached
+
+
+def precision(cpu: bool) -> dict[str, Any]:
+    """bf16 on GPUs that support it, fp16 on older GPUs, fp32 on CPU."""
+    import torch
+
+    if cpu or not torch.cuda.is_available():
+        return {"bf16": False, "fp16": False, "use_cpu": True}
+    if torch.cuda.is_bf16_supported():
+        return {"bf16": True, "fp16": False}
+    return {"bf16": False, "fp16": True}
+
+
+def device_name() -> str:
+    import torch
+
+    return f"cuda: {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else \
+        f"cpu ({torch.get_num_threads()} threads)"
+
+
+def load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token or tok.unk_token
+    return tok
+
+
+def load_causal_lm(path: str, *, qlora: bool = False, trust_remote_code: bool = False):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    if qlora:
+        if not torch.cuda.is_available():
+            raise HarnessError("--method qlora needs a CUDA GPU and bitsandbytes (pip install 'harness[gpu]')",
+                               fix="Use --method lora on CPU.")
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+        kwargs["device_map"] = {"": 0}
+    elif torch.cuda.is_available():
+        kwargs["dtype"] = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    else:
+        kwargs["dtype"] = torch.float32
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except OSError as err:
+        raise HarnessError(f"cannot load model '{path}': {str(err).splitlines()[0]}",
+                           fix="Give a local folder, zoo:NAME, or a hub id while online.") from None
+    if qlora:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model)
+    return model
+
+
+def set_adapter_base(adapter_dir: Path, base_ref: str) -> None:
+    """Make adapter_config.json name a base that harness resolves (zoo ref or absolute path)."""
+    cfg_path = Path(adapter_dir) / "adapter_config.json"
+    data = json.loads(cfg_path.read_text())
+    data["base_model_name_or_path"] = base_ref
+    cfg_path.write_text(json.dumps(data, indent=2))
+
+
+def portable_base_ref(ref: str) -> str:
+    from harness.models.zoo import is_zoo_ref
+
+    if is_zoo_ref(ref):
+        return ref
+    p = Path(ref).expanduser()
+    return str(p.resolve()) if p.exists() else ref
+
+
+class LossLog:
+    """A TrainerCallback factory collecting log history and doing patience-based early stopping."""
+
+    @staticmethod
+    def callback(patience: int | None, progress=None):
+        from transformers import TrainerCallback
+
+        class _Cb(TrainerCallback):
+            best = float("inf")
+            bad = 0
+
+            def on_evaluate(self, args, state, control, metrics=None, **kw):
+                loss = (metrics or {}).get("eval_loss")
+                if patience and loss is not None:
+                    if loss < self.best - 1e-4:
+                        self.best, self.bad = loss, 0
+                    else:
+                        self.bad += 1
+                        if self.bad >= patience:
+                            control.should_training_stop = True
+
+            def on_log(self, args, state, control, logs=None, **kw):
+                if progress is not None:
+                    progress(state.global_step, state.max_steps, logs or {})
+
+        return _Cb()
