@@ -83,16 +83,10 @@ def compare(run_a: str | Path, run_b: str | Path, output_dir: str | Path | None 
 
 
 def gate(run_dir: str | Path, config: str | Path | None = None, baseline: str | Path | None = None):
-    """Evaluate gate rules on a stored run; returns the gate report (``.passed``)."""
-    from harness.gate import run_gates
+    """Evaluate gate rules on a stored run; returns the gate report (``.passed``, ``.rows``)."""
+    from harness.gate import check_gates
 
-    rules = None
-    if config is not None:
-        from harness.gate import load_rules
-
-        rules, baseline_from_file = load_rules(config)
-        baseline = baseline or baseline_from_file
-    return run_gates(run_dir, rules=rules, baseline_path=baseline)
+    return check_gates(run_dir, config, baseline)
 
 
 def resolve_models(config: str | Path | HarnessConfig | None = None) -> dict[str, Any]:

@@ -119,7 +119,7 @@ def compare(run_a: Path = typer.Argument(..., help="The earlier run."),
 def gate(run_dir: Path = typer.Argument(..., help="A run directory."),
          config: Optional[Path] = typer.Option(None, "--config", "-c",
                                                help="Apply the gates of this harness.yaml or gate file instead."),
-         baseline: Optional[Path] = typer.Option(None, "--baseline", help="Baseline JSON for max_drop rules."),
+         baseline: Optional[Path] = typer.Option(None, "--baseline", help="Baseline name or JSON file for max_drop rules."),
          junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML here.")) -> None:
     """Check score gates: exit 0 when all pass, 1 when any fails, 2 on a config or input error."""
     from harness.gate import gate_main
