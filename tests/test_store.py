@@ -1,0 +1,129 @@
+"""The run-directory API: layout, atomic writes, clear errors."""
+
+from __future__ import annotations
+
+import json
+import re
+import stat
+from datetime import datetime
+
+import pytest
+
+from harness.errors import HarnessError
+from harness.records import Sample
+from harness.store import RunDir, is_run_dir, new_run_id, open_run
+
+
+def test_create_run_id_format_and_collision(tmp_path):
+    r1 = RunDir.create(tmp_path, config_hash="a1b2c3d4e5")
+    assert re.fullmatch(r"\d{8}-\d{6}-a1b2c3", r1.path.name), r1.path.name
+    assert r1.path.is_dir()
+    assert new_run_id("ab:cd/ef99", datetime(2026, 11, 26, 1, 30, 0)) == "20261126-013000-abcdef"
+    (tmp_path / "x").mkdir()
+    again = RunDir.create(tmp_path, "x")  # explicit id reopens (resume)
+    assert again.path == tmp_path / "x"
+    # a generated id that collides gets a suffix instead of reusing the folder
+    base = new_run_id("zz")
+    (tmp_path / base).mkdir(exist_ok=True)
+    r2 = RunDir.create(tmp_path, config_hash="zz")
+    assert r2.path != tmp_path / base and r2.path.name.startswith(base.rsplit("-", 1)[0])
+
+
+def test_json_roundtrip_korean_nan_and_mode(tmp_path):
+    run = RunDir.create(tmp_path, "r")
+    p = run.write_json("scores.json", {"text": "대한민국의 수도는 서울", "nan": float("nan"), "t": (1, 2)})
+    raw = p.read_text(encoding="utf-8")
+    assert "대한민국" in raw  # not \u escaped
+    assert run.read_json("scores.json") == {"text": "대한민국의 수도는 서울", "nan": None, "t": [1, 2]}
+    assert stat.S_IMODE(p.stat().st_mode) & 0o044, "stored files must not be owner-only"
+
+
+def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path, monkeypatch):
+    run = RunDir.create(tmp_path, "r")
+    run.write_json("a.json", {"x": 1})
+    with pytest.raises(TypeError):
+        run.write_json("a.json", {"x": object()})
+    assert run.read_json("a.json") == {"x": 1}
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("harness.store.os.fsync", disk_full)  # fails after the temp file got data
+    with pytest.raises(OSError):
+        run.write_json("a.json", {"x": 2})
+    assert run.read_json("a.json") == {"x": 1}
+    assert sorted(p.name for p in run.path.iterdir()) == ["a.json"]
+
+
+def test_jsonl_bad_line_names_file_and_line(tmp_path):
+    run = RunDir.create(tmp_path, "r")
+    path = run.path / "samples" / "base" / "t.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_text('{"id": "1", "task": "t"}\n\n{"id": "2", broken\n', encoding="utf-8")
+    with pytest.raises(HarnessError) as e:
+        run.read_jsonl("samples/base/t.jsonl")
+    assert f"{path}:3" in str(e.value)
+    path.write_text('{"id": "1", "task": "t"}\n[1, 2]\n', encoding="utf-8")
+    with pytest.raises(HarnessError, match=r"t\.jsonl:2: expected a JSON object"):
+        run.samples("base", "t")
+
+
+def test_samples_roundtrip_and_listing(tmp_path):
+    run = RunDir.create(tmp_path, "r")
+    rows = [Sample(id=f"s{i}", task="demo-ko", model="sft", lang="ko", response=f"답변 {i}", metrics={"rougeL": 0.5})
+            for i in range(3)]
+    run.write_samples("sft", "demo-ko", rows)
+    run.write_jsonl("samples/base/demo-en.jsonl", [Sample(id="e", task="demo-en").to_dict()])
+    back = run.samples("sft", "demo-ko")
+    assert [s.response for s in back] == ["답변 0", "답변 1", "답변 2"]
+    assert back[0].metrics == {"rougeL": 0.5}
+    assert [(m, t) for m, t, _ in run.sample_files()] == [("base", "demo-en"), ("sft", "demo-ko")]
+
+
+def test_unit_markers(tmp_path):
+    run = RunDir.create(tmp_path, "r")
+    assert not run.unit_done("gen-abc123")
+    run.mark_unit_done("gen-abc123", {"seconds": 1.5})
+    assert run.unit_done("gen-abc123")
+    assert json.loads((run.path / "units" / "gen-abc123.json").read_text()) == {"key": "gen-abc123", "seconds": 1.5}
+
+
+@pytest.mark.parametrize("bad", ["../evil", "a/b", "", ".."])
+def test_names_cannot_leave_the_run_dir(tmp_path, bad):
+    run = RunDir.create(tmp_path, "r")
+    with pytest.raises(HarnessError):
+        run.samples_path(bad, "t")
+    with pytest.raises(HarnessError):
+        run.unit_done(bad)
+
+
+def test_relative_paths_cannot_leave_the_run_dir(tmp_path):
+    run = RunDir.create(tmp_path, "r")
+    with pytest.raises(HarnessError):
+        run.write_text("../outside.txt", "x")
+    with pytest.raises(HarnessError):
+        run.read_json("/etc/hostname")
+    assert not (tmp_path / "outside.txt").exists()
+
+
+def test_open_run_errors(tmp_path):
+    with pytest.raises(HarnessError, match="does not exist"):
+        open_run(tmp_path / "nope")
+    empty = tmp_path / "x"
+    empty.mkdir()
+    assert not is_run_dir(empty)
+    with pytest.raises(HarnessError, match=r"not a run directory \(no scores\.json\).*harness run"):
+        open_run(empty)
+    (empty / "run.json").write_text("{}")
+    with pytest.raises(HarnessError, match="not a finished run"):
+        open_run(empty)
+    (empty / "scores.json").write_text('{"groups": {}}')
+    assert is_run_dir(empty)
+    run = open_run(empty)
+    assert run.scores() == {"groups": {}}
+    (empty / "scores.json").write_text('{"groups": {')
+    with pytest.raises(HarnessError, match=r"scores\.json:1: not valid JSON"):
+        run.scores()
+    (empty / "scores.json").write_text('{"groups": []}')
+    with pytest.raises(HarnessError, match="not a harness scores file"):
+        run.scores()
