@@ -1,1 +1,65 @@
+"""LLM-as-judge: backends (ollama / openai / hf), tolerant reply parsing, judging with
+concurrency, retries, re-asks and a disk cache, and aggregation into scores.json groups.
 
+Heavy client libraries (ollama, openai, httpx) are imported only when a backend is used.
+"""
+
+from .backends import (
+    HFBackend,
+    JudgeBackend,
+    JudgeRequestError,
+    OllamaBackend,
+    OpenAIBackend,
+    TransientJudgeError,
+    make_backend,
+    parse_backend_spec,
+)
+from .judge import (
+    JudgeCache,
+    JudgeDefinition,
+    JudgeItem,
+    JudgeSpec,
+    PairItem,
+    available_judges,
+    count_missing,
+    default_cache_dir,
+    default_pairs,
+    items_from_samples,
+    judge_pairwise,
+    judge_pointwise,
+    load_judge,
+    pairs_from_samples,
+    summarize_pairwise,
+    summarize_pointwise,
+)
+from .parse import Parsed, parse_preference, parse_score
+
+__all__ = [
+    "HFBackend",
+    "JudgeBackend",
+    "JudgeCache",
+    "JudgeDefinition",
+    "JudgeItem",
+    "JudgeRequestError",
+    "JudgeSpec",
+    "OllamaBackend",
+    "OpenAIBackend",
+    "PairItem",
+    "Parsed",
+    "TransientJudgeError",
+    "available_judges",
+    "count_missing",
+    "default_cache_dir",
+    "default_pairs",
+    "items_from_samples",
+    "judge_pairwise",
+    "judge_pointwise",
+    "load_judge",
+    "make_backend",
+    "pairs_from_samples",
+    "parse_backend_spec",
+    "parse_preference",
+    "parse_score",
+    "summarize_pairwise",
+    "summarize_pointwise",
+]

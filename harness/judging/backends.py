@@ -1,0 +1,468 @@
+"""Judge backends behind one interface: ``check()`` then ``complete(messages, schema, seed)``.
+
+* ``ollama:<model>``  the official ``ollama`` client against an Ollama server
+  (host from options, ``OLLAMA_HOST``, or http://localhost:11434); ``format=`` a JSON schema.
+* ``openai:<model>``  the official ``openai`` client against any OpenAI-compatible server
+  (``base_url``/``api_key`` from options or ``OPENAI_BASE_URL``/``OPENAI_API_KEY``);
+  ``response_format`` json_schema (default), json_object, or none.
+* ``hf:<model spec>`` an in-process model: the run stage injects ``generate(prompts) ->
+  replies`` and ``format_chat(messages) -> prompt``; concurrent callers are micro-batched
+  into one ``generate`` call.
+
+Transport failures that are worth retrying (HTTP 5xx/429, connection refused or dropped,
+timeouts) raise :class:`TransientJudgeError`; anything else a backend cannot do raises
+:class:`JudgeRequestError`. The retry/backoff policy lives in ``judge.py``.
+Heavy client imports happen inside the methods.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, Protocol, runtime_checkable
+
+from harness.errors import HarnessError
+
+__all__ = [
+    "HFBackend",
+    "JudgeBackend",
+    "JudgeRequestError",
+    "OllamaBackend",
+    "OpenAIBackend",
+    "TransientJudgeError",
+    "make_backend",
+    "parse_backend_spec",
+]
+
+Messages = list[dict[str, str]]
+
+
+class JudgeRequestError(Exception):
+    """A judge request failed in a way that retrying the same request will not fix."""
+
+
+class TransientJudgeError(JudgeRequestError):
+    """A judge request failed in transport (5xx, 429, refused/dropped connection, timeout)."""
+
+
+@runtime_checkable
+class JudgeBackend(Protocol):
+    spec: str  # "ollama:llama3"
+    kind: str  # "ollama" | "openai" | "hf"
+    model: str
+
+    def check(self) -> None:
+        """Raise HarnessError (one line, with the fix) when the judge cannot be used."""
+
+    def complete(self, messages: Messages, schema: dict | None = None, seed: int | None = None) -> str:
+        """The judge's reply text to a chat. Raises TransientJudgeError / JudgeRequestError."""
+
+    def identity(self, seed: int | None = None) -> dict[str, Any]:
+        """What determines the reply besides the messages (part of the cache key)."""
+
+
+def _decoding_options(options: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"temperature": float(options.get("temperature", 0.0))}
+    if options.get("num_ctx"):
+        out["num_ctx"] = int(options["num_ctx"])
+    if options.get("max_tokens"):
+        out["max_tokens"] = int(options["max_tokens"])
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Ollama
+# --------------------------------------------------------------------------------------
+
+
+def _display_host(host: str) -> str:
+    host = host.rstrip("/")
+    return host if "://" in host else f"http://{host}"
+
+
+class OllamaBackend:
+    kind = "ollama"
+
+    def __init__(self, model: str, options: dict[str, Any] | None = None):
+        options = dict(options or {})
+        if not model:
+            raise HarnessError(
+                "judge backend 'ollama:' names no model", fix="Use e.g. --judge ollama:llama3."
+            )
+        self.model = model
+        self.spec = f"ollama:{model}"
+        self.host = _display_host(
+            options.get("host") or os.environ.get("OLLAMA_HOST") or "http://localhost:11434"
+        )
+        self.timeout = float(options.get("timeout", 120.0))
+        self.decoding = _decoding_options(options)
+        self.seed = int(options.get("seed", 0))
+        self._client = None
+        self._lock = threading.Lock()
+
+    def _get_client(self):
+        with self._lock:
+            if self._client is None:
+                import ollama
+
+                self._client = ollama.Client(host=self.host, timeout=self.timeout)
+            return self._client
+
+    def _unreachable(self) -> HarnessError:
+        return HarnessError(
+            f"Ollama is not reachable at {self.host}: start it with 'ollama serve' and "
+            f"'ollama pull {self.model}', or pass --judge none"
+        )
+
+    def check(self) -> None:
+        import httpx
+        import ollama
+
+        try:
+            with ollama.Client(host=self.host, timeout=min(self.timeout, 10.0)) as probe:
+                listing = probe.list()
+        except (ConnectionError, httpx.TransportError):
+            raise self._unreachable() from None
+        except ollama.ResponseError as e:
+            raise HarnessError(
+                f"Ollama at {self.host} answered HTTP {e.status_code} to /api/tags ({str(e.error)[:120]}): "
+                f"is this an Ollama server? Fix the host, or pass --judge none"
+            ) from None
+        names = {m.model for m in listing.models if m.model}
+        if not _ollama_has(names, self.model):
+            have = ", ".join(sorted(names)[:8]) or "none"
+            raise HarnessError(
+                f"Ollama at {self.host} has no model '{self.model}' (pulled: {have}): "
+                f"run 'ollama pull {self.model}', or pass --judge none"
+            )
+
+    def identity(self, seed: int | None = None) -> dict[str, Any]:
+        return {"backend": "ollama", "model": self.model, "options": self._options(seed)}
+
+    def _options(self, seed: int | None) -> dict[str, Any]:
+        opts = {k: v for k, v in self.decoding.items() if k != "max_tokens"}
+        if "max_tokens" in self.decoding:
+            opts["num_predict"] = self.decoding["max_tokens"]
+        opts["seed"] = self.seed if seed is None else int(seed)
+        return opts
+
+    def complete(self, messages: Messages, schema: dict | None = None, seed: int | None = None) -> str:
+        import httpx
+        import ollama
+
+        try:
+            resp = self._get_client().chat(
+                model=self.model,
+                messages=messages,
+                format=schema if schema else None,
+                options=self._options(seed),
+            )
+        except ollama.ResponseError as e:
+            code = e.status_code
+            msg = f"Ollama HTTP {code}: {str(e.error)[:200]}"
+            if code is not None and (code >= 500 or code in (408, 429)):
+                raise TransientJudgeError(msg) from None
+            if code == 404:
+                msg += f" (run 'ollama pull {self.model}')"
+            raise JudgeRequestError(msg) from None
+        except ConnectionError as e:  # ollama maps httpx.ConnectError to the built-in
+            raise TransientJudgeError(f"cannot connect to Ollama at {self.host}: {e}") from None
+        except httpx.TimeoutException as e:
+            raise TransientJudgeError(
+                f"Ollama request timed out after {self.timeout:g}s ({type(e).__name__})"
+            ) from None
+        except httpx.TransportError as e:  # dropped connection, protocol error
+            raise TransientJudgeError(f"Ollama connection failed: {type(e).__name__}: {e}") from None
+        return resp.message.content or ""
+
+
+def _ollama_has(names: set[str], model: str) -> bool:
+    if model in names:
+        return True
+    if ":" not in model:
+        return f"{model}:latest" in names
+    if model.endswith(":latest"):
+        return model[: -len(":latest")] in names
+    return False
+
+
+# --------------------------------------------------------------------------------------
+# OpenAI-compatible
+# --------------------------------------------------------------------------------------
+
+_OPENAI_DEFAULT_URL = "https://api.openai.com/v1"
+
+
+class OpenAIBackend:
+    kind = "openai"
+
+    def __init__(self, model: str, options: dict[str, Any] | None = None):
+        options = dict(options or {})
+        if not model:
+            raise HarnessError(
+                "judge backend 'openai:' names no model", fix="Use e.g. --judge openai:gpt-4o-mini."
+            )
+        self.model = model
+        self.spec = f"openai:{model}"
+        self.base_url = (
+            options.get("base_url") or os.environ.get("OPENAI_BASE_URL") or _OPENAI_DEFAULT_URL
+        ).rstrip("/")
+        key = options.get("api_key") or os.environ.get("OPENAI_API_KEY")
+        self._keyless = not key
+        # local OpenAI-compatible servers (vLLM, llama.cpp, Ollama's /v1) accept any key
+        self.api_key = key or "sk-no-key-required"
+        self.timeout = float(options.get("timeout", 120.0))
+        self.decoding = _decoding_options(options)
+        self.seed = int(options.get("seed", 0))
+        self.response_format = str(options.get("response_format", "json_schema"))
+        if self.response_format not in ("json_schema", "json_object", "none"):
+            raise HarnessError(
+                f"judge option response_format={self.response_format!r} is not supported",
+                fix="Use json_schema, json_object or none.",
+            )
+        self._client = None
+        self._lock = threading.Lock()
+
+    def _get_client(self):
+        with self._lock:
+            if self._client is None:
+                import openai
+
+                self._client = openai.OpenAI(
+                    base_url=self.base_url, api_key=self.api_key, timeout=self.timeout, max_retries=0
+                )
+            return self._client
+
+    def check(self) -> None:
+        import openai
+
+        if self._keyless and self.base_url == _OPENAI_DEFAULT_URL:
+            raise HarnessError(
+                f"OPENAI_API_KEY is not set for judge '{self.spec}': export OPENAI_API_KEY "
+                f"(or set OPENAI_BASE_URL to a local OpenAI-compatible server), or pass --judge none"
+            )
+        try:
+            page = self._get_client().with_options(timeout=min(self.timeout, 10.0)).models.list()
+            ids = {m.id for m in page.data}
+        except openai.AuthenticationError:
+            raise HarnessError(
+                f"the OpenAI-compatible server at {self.base_url} rejected the API key: "
+                f"check OPENAI_API_KEY, or pass --judge none"
+            ) from None
+        except openai.APIConnectionError:
+            raise HarnessError(
+                f"OpenAI-compatible server is not reachable at {self.base_url}: start it or set "
+                f"OPENAI_BASE_URL, or pass --judge none"
+            ) from None
+        except openai.NotFoundError:
+            return  # some servers have no /models listing; the first request will tell
+        except openai.APIStatusError as e:
+            raise HarnessError(
+                f"the OpenAI-compatible server at {self.base_url} answered HTTP {e.status_code} to "
+                f"/models: check OPENAI_BASE_URL, or pass --judge none"
+            ) from None
+        if ids and self.model not in ids:
+            have = ", ".join(sorted(ids)[:8])
+            raise HarnessError(
+                f"the OpenAI-compatible server at {self.base_url} does not serve model '{self.model}' "
+                f"(serves: {have}): pick one of those, or pass --judge none"
+            )
+
+    def identity(self, seed: int | None = None) -> dict[str, Any]:
+        return {
+            "backend": "openai",
+            "model": self.model,
+            "options": {**self.decoding, "seed": self.seed if seed is None else int(seed)},
+            "response_format": self.response_format,
+        }
+
+    def complete(self, messages: Messages, schema: dict | None = None, seed: int | None = None) -> str:
+        import openai
+
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "temperature": self.decoding["temperature"],
+            "seed": self.seed if seed is None else int(seed),
+        }
+        if "max_tokens" in self.decoding:
+            kwargs["max_tokens"] = self.decoding["max_tokens"]
+        if schema and self.response_format == "json_schema":
+            kwargs["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "verdict", "schema": schema, "strict": False},
+            }
+        elif schema and self.response_format == "json_object":
+            kwargs["response_format"] = {"type": "json_object"}
+        try:
+            resp = self._get_client().chat.completions.create(**kwargs)
+        except openai.APITimeoutError:
+            raise TransientJudgeError(
+                f"OpenAI-compatible request timed out after {self.timeout:g}s"
+            ) from None
+        except openai.APIConnectionError as e:
+            raise TransientJudgeError(f"OpenAI-compatible connection failed: {e}") from None
+        except openai.APIStatusError as e:
+            msg = f"OpenAI-compatible HTTP {e.status_code}: {str(e.message)[:200]}"
+            if e.status_code >= 500 or e.status_code in (408, 409, 429):
+                raise TransientJudgeError(msg) from None
+            raise JudgeRequestError(msg) from None
+        if not resp.choices:
+            raise TransientJudgeError("OpenAI-compatible reply had no choices")
+        return resp.choices[0].message.content or ""
+
+
+# --------------------------------------------------------------------------------------
+# In-process model (hf:)
+# --------------------------------------------------------------------------------------
+
+
+class _MicroBatcher:
+    """Collect prompts submitted from many threads into one ``fn(prompts)`` call.
+
+    The first thread to arrive while nothing runs becomes the leader: it waits ``max_wait``
+    seconds for others to join, runs up to ``max_batch`` prompts at once, and keeps draining
+    until nothing is pending. Everyone else just waits for its own result.
+    """
+
+    def __init__(self, fn: Callable[[list[str]], list[str]], max_batch: int, max_wait: float):
+        self.fn = fn
+        self.max_batch = max(1, int(max_batch))
+        self.max_wait = max(0.0, float(max_wait))
+        self._lock = threading.Lock()
+        self._pending: list[tuple[str, Future]] = []
+        self._busy = False
+        self.calls = 0
+        self.batch_sizes: list[int] = []
+
+    def submit(self, prompt: str) -> str:
+        fut: Future = Future()
+        with self._lock:
+            self._pending.append((prompt, fut))
+            lead = not self._busy
+            if lead:
+                self._busy = True
+        if lead:
+            self._drain()
+        return fut.result()
+
+    def _drain(self) -> None:
+        first = True
+        while True:
+            if first and self.max_wait:
+                time.sleep(self.max_wait)
+            first = False
+            with self._lock:
+                batch = self._pending[: self.max_batch]
+                del self._pending[: self.max_batch]
+                if not batch:
+                    self._busy = False
+                    return
+            self.calls += 1
+            self.batch_sizes.append(len(batch))
+            try:
+                outs = list(self.fn([p for p, _ in batch]))
+                if len(outs) != len(batch):
+                    raise JudgeRequestError(
+                        f"generate() returned {len(outs)} replies for {len(batch)} prompts"
+                    )
+            except Exception as e:  # noqa: BLE001 - hand any failure to every waiter of this batch
+                for _, fut in batch:
+                    fut.set_exception(e)
+            else:
+                for (_, fut), out in zip(batch, outs):
+                    fut.set_result(out)
+
+
+class HFBackend:
+    """An in-process judge model. ``generate`` and ``format_chat`` come from the run stage.
+
+    ``generate(prompts: list[str]) -> list[str]`` must return only the newly generated text
+    (greedy decoding); ``format_chat(messages) -> str`` applies the judge's chat template
+    with the generation prompt. The JSON schema is not enforced (no constrained decoding):
+    the tolerant parser and re-asks cover that.
+    """
+
+    kind = "hf"
+
+    def __init__(
+        self,
+        model: str,
+        generate: Callable[[list[str]], list[str]],
+        format_chat: Callable[[Messages], str],
+        options: dict[str, Any] | None = None,
+    ):
+        options = dict(options or {})
+        if not model:
+            raise HarnessError(
+                "judge backend 'hf:' names no model", fix="Use e.g. --judge hf:zoo:smollm2-135m-instruct."
+            )
+        if not callable(generate) or not callable(format_chat):
+            raise HarnessError(
+                f"judge backend 'hf:{model}' needs generate and format_chat callables",
+                fix="The run stage passes them in make_backend options.",
+            )
+        self.model = model
+        self.spec = f"hf:{model}"
+        self.format_chat = format_chat
+        self.batcher = _MicroBatcher(
+            generate, int(options.get("batch_size", 8)), float(options.get("batch_wait", 0.02))
+        )
+        self.decoding = _decoding_options(options)
+
+    def check(self) -> None:
+        return None  # the model is loaded by the run stage; nothing to reach
+
+    def identity(self, seed: int | None = None) -> dict[str, Any]:
+        # greedy decoding: the seed does not change the reply, so it is not in the key
+        return {"backend": "hf", "model": self.model, "options": self.decoding}
+
+    def complete(self, messages: Messages, schema: dict | None = None, seed: int | None = None) -> str:
+        prompt = self.format_chat(messages)
+        try:
+            return self.batcher.submit(prompt)
+        except JudgeRequestError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a model failure becomes a missing verdict
+            raise JudgeRequestError(f"in-process judge failed: {type(e).__name__}: {e}") from None
+
+
+# --------------------------------------------------------------------------------------
+
+
+def parse_backend_spec(spec: str) -> tuple[str, str]:
+    """``"ollama:llama3:8b"`` -> ``("ollama", "llama3:8b")``; ``"none"`` -> ``("none", "")``."""
+    s = (spec or "").strip()
+    if s.lower() in ("none", ""):
+        return "none", ""
+    kind, sep, model = s.partition(":")
+    kind = kind.lower()
+    if not sep or kind not in ("ollama", "openai", "hf"):
+        raise HarnessError(
+            f"judge backend {spec!r} is not understood",
+            fix="Use ollama:<model>, openai:<model>, hf:<model spec> or none.",
+        )
+    if not model.strip():
+        raise HarnessError(f"judge backend {spec!r} names no model", fix=f"Use e.g. {kind}:<model>.")
+    return kind, model.strip()
+
+
+def make_backend(spec: str, options: dict[str, Any] | None = None) -> JudgeBackend | None:
+    """Build the backend for ``spec``; ``"none"`` gives None (no judging).
+
+    options (all optional): host (ollama), base_url / api_key / response_format (openai),
+    generate / format_chat / batch_size (hf), timeout, seed, temperature (0), num_ctx,
+    max_tokens. Unknown keys are ignored, so a judge config dict can be passed as is.
+    """
+    options = {k: v for k, v in dict(options or {}).items() if v is not None}
+    kind, model = parse_backend_spec(spec)
+    if kind == "none":
+        return None
+    if kind == "ollama":
+        return OllamaBackend(model, options)
+    if kind == "openai":
+        return OpenAIBackend(model, options)
+    return HFBackend(model, options.get("generate"), options.get("format_chat"), options)
