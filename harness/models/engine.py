@@ -1,0 +1,326 @@
+"""The Engine: the narrow waist every checkpoint is served through.
+
+Three questions, all batched:
+
+- ``generate(prompts)``: greedy (or sampled) continuations, stopped per row at EOS, the
+  format's stop strings and the user's; batched output equals one-at-a-time output.
+- ``loglikelihood([(context, continuation)])``: sum log p(continuation | context) and whether
+  the continuation is the greedy one (lm-eval's token-boundary handling).
+- ``token_nll(prompts, targets)`` / ``rolling_nll(texts)``: negative log-likelihood records
+  (nats, tokens, UTF-8 bytes) for response perplexity and raw-text perplexity.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from harness.errors import HarnessError
+
+log = logging.getLogger("harness.engine")
+
+
+@dataclass
+class Generation:
+    text: str          # the answer (after extract_response)
+    raw: str           # decoded new text, before stripping
+    n_tokens: int      # new tokens, including a final EOS
+    truncated: bool    # hit max_new_tokens without EOS or a stop string
+    finish: str = "eos"  # "eos" | "stop" | "length"
+
+
+@dataclass
+class NLL:
+    nll_sum: float     # nats
+    n_tokens: int
+    n_bytes: int       # UTF-8 bytes of the scored text
+
+    @property
+    def mean(self) -> float:
+        return self.nll_sum / self.n_tokens if self.n_tokens else float("nan")
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(self.mean) if self.n_tokens else float("nan")
+
+    @property
+    def bits_per_byte(self) -> float:
+        return self.nll_sum / (self.n_bytes * math.log(2)) if self.n_bytes else float("nan")
+
+
+def _is_oom(err: BaseException) -> bool:
+    import torch
+
+    if isinstance(err, getattr(torch.cuda, "OutOfMemoryError", ())):
+        return True
+    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+
+
+class Engine:
+    """Serves one checkpoint. ``before`` (set by ModelPool) activates this model's adapters
+    before every call, so engines sharing one base never see each other's adapters."""
+
+    def __init__(self, model: Any, tokenizer: Any, prompt_format: Any = None, device: str | None = None,
+                 batch_size: int | str = "auto", *, before: Callable[[], Any] | None = None,
+                 system_prompt: str | None = None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.format = prompt_format
+        self.system_prompt = system_prompt
+        self._before = before
+        if device is None:
+            device = str(next(model.parameters()).device)
+        self.device = device
+        if batch_size == "auto":
+            self.batch_size, self.auto_batch = (64 if str(device).startswith("cuda") else 16), True
+        else:
+            self.batch_size, self.auto_batch = int(batch_size), False
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+        tokenizer.padding_side = "left"
+        self.model.eval()
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def max_length(self) -> int:
+        cfg = self.model.config
+        n = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
+        tml = getattr(self.tokenizer, "model_max_length", None)
+        if tml and tml < 1_000_000:
+            n = min(n, tml) if n else tml
+        return int(n or 2048)
+
+    def _input_device(self):
+        try:
+            return self.model.device
+        except AttributeError:
+            return next(self.model.parameters()).device
+
+    def _encode(self, text: str) -> list[int]:
+        bos = self.tokenizer.bos_token
+        add = not (bos and text.startswith(bos))  # a template that writes <bos> itself
+        return list(self.tokenizer(text, add_special_tokens=add).input_ids)
+
+    def _eos_ids(self) -> list[int]:
+        ids = set()
+        gc = getattr(self.model, "generation_config", None)
+        for src in (getattr(gc, "eos_token_id", None), self.tokenizer.eos_token_id):
+            if isinstance(src, int):
+                ids.add(src)
+            elif src:
+                ids.update(int(i) for i in src)
+        return sorted(ids)
+
+    def _prepare(self):
+        if self._before is not None:
+            self._before()
+
+    def render(self, instruction: str, input: str = "", system: str | None = None) -> str:
+        """The prompt for one instruction in this model's format (and its system prompt)."""
+        if self.format is None:
+            raise HarnessError("this Engine has no prompt format", fix="Pass prompt_format= when creating it.")
+        return self.format.render(instruction, input, system if system is not None else self.system_prompt)
+
+    def _batches(self, order: list[int], run: Callable[[list[int]], None],
+                 progress: Callable[[int, int], None] | None = None) -> None:
+        """Run ``run`` over ``order`` in batches, halving the batch size on out-of-memory."""
+        i, total = 0, len(order)
+        while i < total:
+            chunk = order[i:i + self.batch_size]
+            try:
+                run(chunk)
+            except Exception as err:
+                if not _is_oom(err):
+                    raise
+                import torch
+
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                if not self.auto_batch or self.batch_size == 1:
+                    raise HarnessError(f"out of memory at batch size {self.batch_size}",
+                                       fix="Lower generation.batch_size or max_new_tokens, or use "
+                                           "load_in_4bit on a GPU.") from None
+                self.batch_size = max(1, self.batch_size // 2)
+                log.warning("out of memory: batch size -> %d", self.batch_size)
+                continue
+            i += len(chunk)
+            if progress is not None:
+                progress(i, total)
+
+    # ------------------------------------------------------------------ generate
+    def generate(self, prompts: Sequence[str], max_new_tokens: int = 128, temperature: float = 0.0,
+                 top_p: float = 1.0, stop: Sequence[str] = (), seed: int = 0,
+                 progress: Callable[[int, int], None] | None = None) -> list[Generation]:
+        import torch
+        from transformers import GenerationConfig
+
+        from harness.models.prompts import extract_response
+
+        self._prepare()
+        tok = self.tokenizer
+        stops = list(dict.fromkeys([*(self.format.stop_strings if self.format else []), *stop]))
+        stops = [s for s in stops if s]
+        eos_ids = self._eos_ids()
+        pad = tok.pad_token_id
+        sample = temperature > 0
+        gen_cfg = GenerationConfig(
+            max_new_tokens=max_new_tokens, do_sample=sample, num_beams=1,
+            temperature=temperature if sample else None, top_p=top_p if sample else None,
+            top_k=0 if sample else None, eos_token_id=eos_ids or None, pad_token_id=pad,
+            stop_strings=stops or None)
+        room = max(1, self.max_length - max_new_tokens)
+        encoded = []
+        for p in prompts:
+            ids = self._encode(p)
+            if len(ids) > room:
+                log.warning("prompt of %d tokens cut to its last %d to fit the context", len(ids), room)
+                ids = ids[-room:]
+            encoded.append(ids)
+        order = sorted(range(len(prompts)), key=lambda k: -len(encoded[k]))
+        out: list[Generation | None] = [None] * len(prompts)
+        dev = self._input_device()
+        special = [s for s in getattr(tok, "all_special_tokens", []) if s]
+        torch.manual_seed(seed)
+
+        def run(chunk: list[int]) -> None:
+            width = max(len(encoded[k]) for k in chunk)
+            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for r, k in enumerate(chunk):
+                seq = encoded[k]
+                ids[r, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
+                mask[r, width - len(seq):] = 1
+            with torch.inference_mode():
+                res = self.model.generate(input_ids=ids.to(dev), attention_mask=mask.to(dev),
+                                          generation_config=gen_cfg,
+                                          tokenizer=tok if stops else None)
+            new = res[:, width:].tolist()
+            ends = set(eos_ids) | {pad}
+            for r, k in enumerate(chunk):
+                row = new[r]
+                cut = next((j for j, t in enumerate(row) if t in ends), None)
+                content = row if cut is None else row[:cut]
+                raw = tok.decode(content, skip_special_tokens=False)
+                hit = next((s for s in stops if s in raw), None)
+                if hit is not None:
+                    finish, n = "stop", len(content)
+                elif cut is not None:
+                    finish, n = "eos", cut + 1
+                else:
+                    finish, n = ("length" if len(row) >= max_new_tokens else "eos"), len(row)
+                text = extract_response(raw, self.format, stop=stops) if self.format else _cut(raw, stops).strip()
+                for s in special:
+                    text = text.replace(s, "")
+                out[k] = Generation(text=text.strip(), raw=raw, n_tokens=n, truncated=finish == "length",
+                                    finish=finish)
+
+        self._batches(order, run, progress)
+        return out  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ scoring
+    def _prefix_id(self) -> int:
+        t = self.tokenizer
+        for i in (t.bos_token_id, t.eos_token_id, t.pad_token_id):
+            if i is not None:
+                return int(i)
+        return 0
+
+    def _encode_pair(self, context: str, continuation: str, lm_eval_spaces: bool = True):
+        """lm-eval's split: encode context+continuation once, split at the context's length."""
+        if not context:
+            return [self._prefix_id()], list(self.tokenizer(continuation, add_special_tokens=False).input_ids)
+        if lm_eval_spaces:
+            n = len(context) - len(context.rstrip())
+            if n:
+                continuation, context = context[-n:] + continuation, context[:-n]
+        whole = self._encode(context + continuation)
+        n_ctx = len(self._encode(context))
+        return whole[:n_ctx], whole[n_ctx:]
+
+    def _score(self, seqs: list[list[int]], n_conts: list[int]) -> list[tuple[float, bool]]:
+        """For each token sequence, sum log p of its last n tokens given what precedes them, and
+        whether each of those tokens is the argmax. Right-padded batches."""
+        import torch
+
+        limit = self.max_length
+        seqs = [s[-(limit + 1):] for s in seqs]
+        order = sorted(range(len(seqs)), key=lambda k: -len(seqs[k]))
+        out: list[tuple[float, bool] | None] = [None] * len(seqs)
+        dev = self._input_device()
+        pad = self.tokenizer.pad_token_id or 0
+
+        def run(chunk: list[int]) -> None:
+            inputs = [seqs[k][:-1] for k in chunk]
+            width = max(len(x) for x in inputs)
+            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for r, x in enumerate(inputs):
+                ids[r, :len(x)] = torch.tensor(x, dtype=torch.long)
+                mask[r, :len(x)] = 1
+            with torch.inference_mode():
+                logits = self.model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits
+                for r, k in enumerate(chunk):
+                    n, length = n_conts[k], len(inputs[r])
+                    if n == 0:
+                        out[k] = (0.0, True)
+                        continue
+                    lp = torch.log_softmax(logits[r, length - n:length].float(), dim=-1)
+                    target = torch.tensor(seqs[k][-n:], device=lp.device)
+                    out[k] = (float(lp.gather(1, target[:, None]).sum()),
+                              bool((lp.argmax(-1) == target).all()))
+
+        self._batches(order, run)
+        return out  # type: ignore[return-value]
+
+    def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[tuple[float, bool]]:
+        """(sum log p(continuation | context), continuation is greedy) per request."""
+        self._prepare()
+        pairs = [self._encode_pair(c, x) for c, x in requests]
+        return self._score([c + x for c, x in pairs], [len(x) for _, x in pairs])
+
+    def token_nll(self, prompts: Sequence[str], targets: Sequence[str]) -> list[NLL]:
+        """NLL of each target given its prompt; prompt tokens are not scored."""
+        if len(prompts) != len(targets):
+            raise ValueError("token_nll: prompts and targets differ in length")
+        self._prepare()
+        pairs = [self._encode_pair(p, t, lm_eval_spaces=False) for p, t in zip(prompts, targets)]
+        scores = self._score([c + x for c, x in pairs], [len(x) for _, x in pairs])
+        return [NLL(-lp, len(x), len(t.encode("utf-8"))) for (lp, _), (_, x), t in zip(scores, pairs, targets)]
+
+    def rolling_nll(self, texts: Sequence[str], max_length: int | None = None,
+                    stride: int | None = None) -> list[NLL]:
+        """Sliding-window NLL of raw text (the HF perplexity recipe). Every token is scored: the
+        first one given a BOS/EOS prefix (as lm-eval's loglikelihood_rolling); windows of
+        ``max_length`` tokens move by ``stride`` (default max_length // 2) and score only tokens
+        no earlier window scored."""
+        self._prepare()
+        L = min(max_length or self.max_length, self.max_length)
+        stride = stride or max(1, L // 2)
+        if not 1 <= stride <= L:
+            raise ValueError(f"rolling_nll: stride must be in 1..{L}")
+        seqs, n_conts, owner = [], [], []
+        for i, text in enumerate(texts):
+            toks = [self._prefix_id()] + list(self.tokenizer(text, add_special_tokens=False).input_ids)
+            n = len(toks) - 1
+            prev_end, begin = 0, 0
+            while prev_end < n:
+                end = min(begin + L, n)
+                seqs.append(toks[begin:end + 1])
+                n_conts.append(end - prev_end)
+                owner.append(i)
+                prev_end = end
+                begin += stride
+        scores = self._score(seqs, n_conts)
+        out = [NLL(0.0, 0, len(t.encode("utf-8"))) for t in texts]
+        for (lp, _), n, i in zip(scores, n_conts, owner):
+            out[i].nll_sum -= lp
+            out[i].n_tokens += n
+        return out
+
+
+def _cut(text: str, stops: Sequence[str]) -> str:
+    idx = [text.find(s) for s in stops if s and s in text]
+    return text[: min(idx)] if idx else text

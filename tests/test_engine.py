@@ -1,0 +1,196 @@
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+
+from harness.models.engine import Engine
+from harness.models.prompts import get_format
+
+PROMPTS = ["The quick brown fox", "대한민국의 수도는 서울입니다. 자동차가", "0 1 2",
+           "What is the capital of France? The capital of France is", "Give", "다음 문장을 존댓말로 바꾸세요."]
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_models):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from harness.models.load import load_tokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_models["lora_a_merged"], dtype=torch.float32).eval()
+    return model, load_tokenizer(str(tiny_models["base"]))
+
+
+def _engine(loaded, fmt="plain", batch_size=4):
+    model, tok = loaded
+    return Engine(model, tok, get_format(fmt, tok), "cpu", batch_size=batch_size)
+
+
+def test_batched_greedy_equals_one_at_a_time(loaded):
+    batched = _engine(loaded, batch_size=4).generate(PROMPTS, max_new_tokens=16)
+    single = _engine(loaded, batch_size=1).generate(PROMPTS, max_new_tokens=16)
+    assert [(g.raw, g.n_tokens) for g in batched] == [(g.raw, g.n_tokens) for g in single]
+    assert len({g.raw for g in batched}) > 1  # rows really differ (order restored)
+    g = batched[0]
+    assert g.truncated == (g.finish == "length") and g.n_tokens <= 16
+
+
+def _stop_for(raw: str) -> tuple[str, int]:
+    for k in range(1, len(raw) - 2):
+        s = raw[k:k + 2]
+        if s.isascii() and s.strip() and raw.find(s) == k:
+            return s, k
+    raise AssertionError(f"no usable stop in {raw!r}")
+
+
+def test_stop_strings_per_row(loaded):
+    eng = _engine(loaded)
+    free = eng.generate(PROMPTS, max_new_tokens=20)
+    stop, k = _stop_for(free[0].raw)
+    progress = []
+    got = eng.generate(PROMPTS, max_new_tokens=20, stop=[stop], progress=lambda d, n: progress.append((d, n)))
+    assert got[0].finish == "stop" and not got[0].truncated
+    assert got[0].text == free[0].raw[:k].strip() and stop not in got[0].text
+    assert got[0].n_tokens < free[0].n_tokens
+    for f, g in zip(free[1:], got[1:]):  # other rows run on unless they contain the stop
+        if stop not in f.raw:
+            assert g.raw == f.raw
+    assert progress[-1] == (len(PROMPTS), len(PROMPTS))
+    # a format's own stop strings are honored the same way
+    model, tok = loaded
+    fmt = dataclasses.replace(get_format("plain", tok), stop_strings=[stop])
+    via_fmt = Engine(model, tok, fmt, "cpu").generate(PROMPTS[:1], max_new_tokens=20)
+    assert via_fmt[0].text == got[0].text and via_fmt[0].finish == "stop"
+
+
+def test_eos_ends_generation(loaded):
+    """Force EOS: an engine whose eos is the first greedy token stops after one token."""
+    model, tok = loaded
+    eng = _engine(loaded)
+    import torch
+
+    with torch.inference_mode():
+        first_id = int(model(input_ids=torch.tensor([tok(PROMPTS[0]).input_ids])).logits[0, -1].argmax())
+    old = model.generation_config.eos_token_id
+    model.generation_config.eos_token_id = first_id
+    try:
+        g = eng.generate(PROMPTS[:1], max_new_tokens=10)[0]
+    finally:
+        model.generation_config.eos_token_id = old
+    assert g.finish == "eos" and g.n_tokens == 1 and g.raw == "" and not g.truncated
+
+
+def _manual_logprob(model, ctx_ids, cont_ids):
+    import torch
+
+    with torch.inference_mode():
+        logits = model(input_ids=torch.tensor([ctx_ids + cont_ids])).logits[0]
+    lp = torch.log_softmax(logits.float(), -1)
+    total, greedy = 0.0, True
+    for i, t in enumerate(cont_ids):
+        row = lp[len(ctx_ids) + i - 1]
+        total += float(row[t])
+        greedy &= int(row.argmax()) == t
+    return total, greedy
+
+
+def test_loglikelihood_matches_manual(loaded):
+    model, tok = loaded
+    eng = _engine(loaded, batch_size=2)
+    reqs = [("The quick brown", " fox"), ("What is the capital of France? ", "Paris"),
+            ("대한민국의 수도는", " 서울입니다."), ("", "0 1 2")]
+    got = eng.loglikelihood(reqs)
+    for (ctx, cont), (lp, greedy) in zip(reqs, got):
+        if ctx:
+            n = len(ctx) - len(ctx.rstrip())  # lm-eval moves trailing spaces to the continuation
+            c, x = ctx[: len(ctx) - n], ctx[len(ctx) - n:] + cont
+            whole = tok(c + x).input_ids
+            ctx_ids = tok(c).input_ids
+            want = _manual_logprob(model, whole[:len(ctx_ids)], whole[len(ctx_ids):])
+        else:
+            want = _manual_logprob(model, [tok.bos_token_id], tok(cont).input_ids)
+        assert lp == pytest.approx(want[0], abs=1e-4) and greedy == want[1]
+        assert lp < 0
+    # the greedy continuation is reported as greedy (pick a context whose argmax token does not
+    # merge with the context when re-encoded)
+    import torch
+
+    found = 0
+    for ctx in PROMPTS:
+        ids = tok(ctx).input_ids
+        with torch.inference_mode():
+            t = int(model(input_ids=torch.tensor([ids])).logits[0, -1].argmax())
+        cont = tok.decode([t])
+        if tok(ctx + cont).input_ids == ids + [t]:
+            found += 1
+            assert eng.loglikelihood([(ctx, cont)])[0][1] is True
+    assert found
+
+
+def test_token_nll_masks_prompt_exactly(loaded):
+    import torch
+
+    model, tok = loaded
+    eng = _engine(loaded)
+    prompts = ["질문: 대한민국의 수도는?\n답변:", "Give an antonym of hot."]
+    targets = [" 서울입니다.", " The antonym of hot is cold."]
+    got = eng.token_nll(prompts, targets)
+    for p, t, r in zip(prompts, targets, got):
+        whole = tok(p + t).input_ids
+        n_prompt = len(tok(p).input_ids)
+        labels = torch.tensor([[-100] * n_prompt + whole[n_prompt:]])
+        with torch.inference_mode():
+            loss = model(input_ids=torch.tensor([whole]), labels=labels).loss
+        assert r.n_tokens == len(whole) - n_prompt
+        assert r.nll_sum == pytest.approx(float(loss) * r.n_tokens, rel=1e-5)
+        assert r.n_bytes == len(t.encode("utf-8"))
+        assert r.perplexity == pytest.approx(math.exp(float(loss)), rel=1e-5)
+        assert r.bits_per_byte == pytest.approx(r.nll_sum / r.n_bytes / math.log(2))
+
+
+def test_rolling_nll_windows(loaded):
+    eng = _engine(loaded, batch_size=3)
+    texts = ["The quick brown fox jumps over the lazy dog. 대한민국의 수도는 서울입니다.", "0 1 2 3"]
+    full = eng.rolling_nll(texts)  # fits in one window: every token scored once given a prefix
+    for t, r in zip(texts, full):
+        want = eng.loglikelihood([("", t)])[0][0]
+        assert r.nll_sum == pytest.approx(-want, rel=1e-5)
+        assert r.n_tokens == len(eng.tokenizer(t, add_special_tokens=False).input_ids)
+    small = eng.rolling_nll(texts, max_length=8, stride=4)
+    assert [r.n_tokens for r in small] == [r.n_tokens for r in full]  # each token scored exactly once
+    assert small[0].nll_sum != pytest.approx(full[0].nll_sum, rel=1e-6)  # shorter context, other numbers
+    with pytest.raises(ValueError):
+        eng.rolling_nll(texts, max_length=8, stride=9)
+
+
+def test_render_and_chat_prompts_generate(loaded):
+    model, tok = loaded
+    eng = Engine(model, tok, get_format("chat", tok), "cpu", system_prompt="Be brief.")
+    p = eng.render("What is the capital of France?")
+    assert p == "<|system|>\nBe brief.</s>\n<|user|>\nWhat is the capital of France?</s>\n<|assistant|>\n"
+    out = eng.generate([p], max_new_tokens=5)[0]
+    assert "</s>" not in out.text and out.text == out.text.strip()
+
+
+def test_oom_halves_batch_size(loaded):
+    model, tok = loaded
+    eng = Engine(model, tok, get_format("plain", tok), "cpu", batch_size="auto")
+    assert eng.batch_size == 16
+    real = model.generate
+    calls = []
+
+    def flaky(*a, **kw):
+        calls.append(kw["input_ids"].shape[0])
+        if kw["input_ids"].shape[0] > 2:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(*a, **kw)
+
+    model.generate = flaky
+    try:
+        got = eng.generate(PROMPTS, max_new_tokens=6)
+    finally:
+        del model.generate
+    assert eng.batch_size == 2 and calls[:4] == [6, 6, 4, 2]
+    assert [g.raw for g in got] == [g.raw for g in _engine(loaded, batch_size=1).generate(PROMPTS, max_new_tokens=6)]
