@@ -38,7 +38,18 @@ class Plan:
     resolved: dict[str, Any]  # name -> ResolvedModel (responses models excluded)
     judge_backend: Any = None  # a judging backend, already checked reachable
     judge_label: str = "none"
-    timings: dict[str, float] = field(default_factory=dict)
+    _pool: Any = None
+
+    def pool(self):
+        """The ModelPool, created on first use (responses-only runs never load a model)."""
+        if self._pool is None:
+            from harness.models.load import ModelPool
+
+            self._pool = ModelPool(dict(self.resolved))
+        return self._pool
+
+    def close(self) -> None:
+        self._pool = None  # the loaded weights are freed with the pool
 
 
 class Progress:
@@ -104,24 +115,31 @@ def make_plan(cfg: HarnessConfig, models: list[str] | None = None) -> Plan:
 
 
 def check_judge(plan: Plan) -> None:
-    """Connect to the judge before any model is loaded (a down server fails fast)."""
+    """Connect to the judge before any model is loaded (a down server fails fast).
+
+    With ``judge.fallback`` set (the demo), an unreachable first backend falls back to it.
+    """
     jc = plan.config.judge
     if jc.backend == "none" or not plan.tasks:
         return
     from harness.judging.backends import make_backend
+    from harness.judging.run import backend_options, hf_callables
 
-    options = {"host": jc.host, "base_url": jc.base_url, "api_key": jc.api_key, "num_ctx": jc.num_ctx,
-               "seed": plan.config.seed}
+    def build(spec: str):
+        options = backend_options(plan.config)
+        if spec.startswith("hf:"):
+            options.update(hf_callables(spec[3:], plan, plan.pool))
+        backend = make_backend(spec, options)
+        if backend is not None:
+            backend.check()
+        return backend
+
     try:
-        backend = make_backend(jc.backend, options)
-        backend.check()
-        plan.judge_backend, plan.judge_label = backend, jc.backend
+        plan.judge_backend, plan.judge_label = build(jc.backend), jc.backend
     except HarnessError:
         if not jc.fallback:
             raise
-        backend = make_backend(jc.fallback, options)
-        backend.check()
-        plan.judge_backend, plan.judge_label = backend, jc.fallback
+        plan.judge_backend, plan.judge_label = build(jc.fallback), jc.fallback
 
 
 # ---------------------------------------------------------------- execution
@@ -186,7 +204,8 @@ def _score_per_sample(samples: list[Sample], task: TaskSpec) -> None:
     if not names:
         return
     per_sample, _ = score_samples(names, [s.response for s in samples], [s.reference for s in samples],
-                                  [s.lang for s in samples], task.metric_options)
+                                  [s.lang for s in samples], task.metric_options,
+                                  n_tokens=[s.n_tokens if s.prompt else None for s in samples])
     for metric, values in per_sample.items():
         for s, v in zip(samples, values):
             s.metrics[metric] = v
@@ -197,12 +216,10 @@ def execute(plan: Plan, rundir, progress: Progress) -> None:
     cfg = plan.config
     limit = cfg.limit
     items_by_task = {t.name: load_samples(t, limit) for t in plan.tasks}
-    pool = None
     model_info: dict[str, Any] = rundir.run_info().get("models", {}) if rundir.exists("run.json") else {}
     try:
         for name in plan.models:
             spec = cfg.models[name]
-            needs_model = bool(cfg.benchmarks) or (not spec.responses and plan.tasks)
             if spec.responses:
                 model_info[name] = {"kind": "responses", "chain": [f"{name} (responses: {spec.responses})"],
                                     "template": None, "template_hash": None}
@@ -216,9 +233,10 @@ def execute(plan: Plan, rundir, progress: Progress) -> None:
                 if spec.responses:
                     samples = _responses_samples(cfg, name, spec, task, items)
                 else:
-                    pool = pool or _make_pool(plan)
+                    pool = plan.pool()
                     engine = pool.engine(name)
                     fmt = _format_for(pool, name, task, spec)
+                    engine.format = fmt
                     model_info[name] = {**pool.describe(name), "template": fmt.name,
                                         "template_hash": fmt.template_hash}
                     with progress.bar(f"{name} · {task.name}", len(items)) as update:
@@ -229,28 +247,20 @@ def execute(plan: Plan, rundir, progress: Progress) -> None:
                                             "seconds": round(time.perf_counter() - t0, 3)})
                 _save_models(rundir, model_info)
             if cfg.benchmarks and not spec.responses:
-                pool = pool or _make_pool(plan)
-                _run_benchmarks(plan, pool, name, rundir, progress)
-                model_info.setdefault(name, pool.describe(name))
+                _run_benchmarks(plan, plan.pool(), name, rundir, progress)
+                model_info.setdefault(name, plan.pool().describe(name))
         _save_models(rundir, model_info)
         if plan.judge_backend is not None:
             from harness.judging.run import judge_run
 
-            judge_run(plan, rundir, progress, pool_factory=lambda: pool or _make_pool(plan))
+            judge_run(plan, rundir, progress, pool_factory=plan.pool)
     finally:
-        if pool is not None:
-            pool.close()
+        plan.close()
 
 
 def _describe(plan: Plan, name: str) -> Any:
     r = plan.resolved.get(name)
     return r.describe() if r is not None else plan.config.models[name].model_dump(mode="json")
-
-
-def _make_pool(plan: Plan):
-    from harness.models.load import ModelPool
-
-    return ModelPool({n: r for n, r in plan.resolved.items()})
 
 
 def _format_for(pool, name: str, task: TaskSpec, spec: ModelSpec):
@@ -313,7 +323,8 @@ def start_rundir(cfg: HarnessConfig, plan: Plan, output_dir: str | None, resume:
         "tasks": [t.name for t in plan.tasks],
         "benchmarks": [b.name for b in cfg.benchmarks],
         "env": environment(Path(cfg.base_dir)),
-        "judge": {"backend": plan.judge_label},
+        "judge": {"backend": plan.judge_label, "small_local": plan.judge_label.startswith("hf:"),
+                  "judges": list(cfg.judge.judges) if plan.judge_backend is not None else []},
         "models": {},
     })
     return rundir

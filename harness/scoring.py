@@ -14,23 +14,24 @@ from harness.records import MetricValue, Sample
 
 # Per-sample fields the Engine stores for perplexity; turned into corpus metrics here.
 NLL_FIELDS = ("nll", "nll_tokens", "nll_bytes")
-CORPUS_METRICS = ("bleu", "chrf")
-LOWER_IS_BETTER = {"perplexity", "bits_per_byte", "empty", "truncated"}
-BINARY = {"exact_match", "contains", "regex", "valid_json", "empty", "truncated", "acc", "acc_norm"}
+# Corpus metrics: the stored per-sample sentence scores feed their paired tests.
+CORPUS_METRICS = {"bleu": "bleu_sent", "chrf": "chrf_sent"}
+BINARY_EXTRA = {"acc", "acc_norm"}
 
 
-def higher_is_better(metric: str) -> bool:
-    if metric in LOWER_IS_BETTER:
-        return False
+def direction(metric: str) -> tuple[bool, bool]:
+    """(higher_is_better, binary) for a per-sample output name; lengths count as 'higher'."""
+    if metric in ("perplexity", "bits_per_byte"):
+        return False, False
+    if metric in BINARY_EXTRA:
+        return True, True
+    from harness.metrics import output_spec
+
     try:
-        from harness.metrics import METRICS
-
-        info = METRICS.get(metric)
-        if info is not None and hasattr(info, "higher_is_better"):
-            return bool(info.higher_is_better)
-    except ImportError:  # pragma: no cover
-        pass
-    return True
+        _, hib, binary = output_spec(metric)
+    except Exception:  # noqa: BLE001 - an unknown output name is still aggregated
+        return True, False
+    return (True if hib is None else bool(hib)), bool(binary)
 
 
 def _aligned(per_model: dict[str, list[Sample]]) -> tuple[list[str], dict[str, dict[str, Sample]]]:
@@ -60,13 +61,19 @@ def task_group(per_model: dict[str, list[Sample]], seed: int = 0, n_resamples: i
     models = list(per_model)
     group: dict[str, Any] = {"kind": "task", "models": {m: {} for m in models}, "paired": [], "info": {"n_items": len(ids)}}
     all_samples = [s for ss in per_model.values() for s in ss]
+    sentence_level = set(CORPUS_METRICS.values())
     for metric in _metric_names(all_samples):
         values = {m: [by_id[m][i].metrics.get(metric) for i in ids] for m in models}
-        hib = higher_is_better(metric)
+        hib, binary = direction(metric)
+        if metric in sentence_level:  # aggregated as corpus BLEU / chrF below; tested per sentence
+            corpus_name = next(k for k, v in CORPUS_METRICS.items() if v == metric)
+            if corpus:
+                group["paired"] += [t.to_dict() for t in compare_models(values, corpus_name, seed=seed,
+                                                                        n_resamples=n_resamples)]
+                continue
         for m in models:
             group["models"][m][metric] = aggregate(values[m], higher_is_better=hib, seed=seed,
                                                    n_resamples=n_resamples).to_dict()
-        binary = metric in BINARY
         group["paired"] += [t.to_dict() for t in compare_models(values, metric, binary=binary, seed=seed,
                                                                 n_resamples=n_resamples)]
     # perplexity of the reference answer: corpus-level exp(sum NLL / sum tokens), and bits per byte
@@ -98,8 +105,8 @@ def _corpus_metrics(group, per_model, by_id, ids, seed, n_resamples) -> None:
     from harness.metrics.lexical import bleu, chrf
 
     models = list(per_model)
-    for metric in CORPUS_METRICS:
-        if not all(metric in group["models"][m] for m in models):
+    for metric, sentence in CORPUS_METRICS.items():
+        if not all(any(sentence in s.metrics for s in per_model[m]) for m in models):
             continue
         for m in models:
             ss = [by_id[m][i] for i in ids]

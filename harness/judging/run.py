@@ -1,0 +1,140 @@
+"""The judge stage of a run: read stored samples, ask the judge, write verdicts, summarize.
+
+Pointwise judges grade every model's answers; pairwise judges compare each later model with
+each earlier one (sft vs base, dpo vs sft, dpo vs base). Verdicts go to
+``judge/<judge>/<model or a_vs_b>/<task>.jsonl``; each (judge, model, task) is a work unit, so a
+resumed run re-judges nothing that finished, and the disk cache makes re-runs free.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from harness.errors import HarnessError
+
+
+def backend_options(cfg) -> dict[str, Any]:
+    jc = cfg.judge
+    return {"host": jc.host, "base_url": jc.base_url, "api_key": jc.api_key, "num_ctx": jc.num_ctx,
+            "seed": cfg.seed}
+
+
+def hf_callables(spec: str, plan, pool_factory: Callable[[], Any]) -> dict[str, Callable]:
+    """``generate`` / ``format_chat`` for an in-process judge, loaded on first use.
+
+    When the judge is the same checkpoint as a plain (adapter-free) model of the run, its
+    already-loaded base is reused; otherwise the judge model is loaded on its own.
+    """
+    state: dict[str, Any] = {}
+
+    def engine():
+        if "engine" not in state:
+            from harness.config import ModelSpec
+            from harness.models.load import ModelPool, resolve_models
+
+            judge_root = resolve_models({"judge": ModelSpec(path=spec)}, plan.config.base_dir)["judge"]
+            same = [n for n, r in plan.resolved.items()
+                    if r.root == judge_root.root and not r.adapters and r.gguf_file == judge_root.gguf_file]
+            if same:
+                state["engine"] = pool_factory().engine(same[0])
+            else:
+                state["pool"] = ModelPool({"judge": judge_root})
+                state["engine"] = state["pool"].engine("judge")
+        return state["engine"]
+
+    def generate(prompts: list[str]) -> list[str]:
+        eng = engine()
+        fmt, eng.format = eng.format, None  # judge prompts are already chat-formatted
+        try:
+            outs = eng.generate(prompts, max_new_tokens=160, temperature=0.0, seed=plan.config.seed)
+        finally:
+            eng.format = fmt
+        return [g.raw for g in outs]
+
+    def format_chat(messages: list[dict[str, str]]) -> str:
+        tok = engine().tokenizer
+        if not getattr(tok, "chat_template", None):
+            raise HarnessError(f"judge hf:{spec} has no chat template", fix="Use a chat model as the judge.")
+        return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    return {"generate": generate, "format_chat": format_chat}
+
+
+def _samples(rundir, models: list[str], tasks: list[str], limit: int | None) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for m in models:
+        for t in tasks:
+            if rundir.exists(f"samples/{m}/{t}.jsonl"):
+                ss = rundir.samples(m, t)
+                out.setdefault(m, []).extend(ss[:limit] if limit else ss)
+    return out
+
+
+def judge_run(plan, rundir, progress, pool_factory: Callable[[], Any]) -> None:
+    from harness.judging import (judge_pairwise, judge_pointwise, items_from_samples, load_judge,
+                                 pairs_from_samples)
+    from harness.run import unit_key
+
+    cfg, jc = plan.config, plan.config.judge
+    backend = plan.judge_backend
+    by_model = _samples(rundir, plan.models, [t.name for t in plan.tasks], jc.limit)
+    common = dict(concurrency=jc.concurrency, retries=jc.retries, repeats=jc.repeats)
+    for judge_name in jc.judges:
+        defn = load_judge(judge_name)
+        if defn.kind == "pairwise":
+            if len(by_model) < 2:
+                continue
+            for task in plan.tasks:
+                task_by_model = {m: [s for s in ss if s.task == task.name] for m, ss in by_model.items()}
+                pairs = pairs_from_samples(task_by_model)
+                key = unit_key("judge", defn.hash, backend.spec, task.name,
+                               [(p.model_a, p.model_b, p.id, p.answer_a, p.answer_b) for p in pairs])
+                if rundir.unit_done(key):
+                    continue
+                t0 = time.perf_counter()
+                with progress.bar(f"judge {defn.name} · {task.name}", len(pairs) * 2 * jc.repeats) as update:
+                    verdicts = judge_pairwise(defn, backend, pairs, progress=update, **common)
+                by_pair: dict[str, list] = {}
+                for v in verdicts:
+                    by_pair.setdefault(v.model, []).append(v)
+                for pair, vs in by_pair.items():
+                    rundir.write_jsonl(f"judge/{defn.name}/{pair}/{task.name}.jsonl", [v.to_dict() for v in vs])
+                rundir.mark_unit_done(key, {"unit": f"judge {defn.name} pairwise {task.name}",
+                                            "seconds": round(time.perf_counter() - t0, 3)})
+            continue
+        for model, samples in by_model.items():
+            for task in plan.tasks:
+                items = items_from_samples([s for s in samples if s.task == task.name])
+                if not items:
+                    continue
+                key = unit_key("judge", defn.hash, backend.spec, model, task.name,
+                               [(i.id, i.answer) for i in items])
+                if rundir.unit_done(key):
+                    continue
+                t0 = time.perf_counter()
+                with progress.bar(f"judge {defn.name} · {model} · {task.name}", len(items) * jc.repeats) as update:
+                    verdicts = judge_pointwise(defn, backend, items, progress=update, **common)
+                rundir.write_jsonl(f"judge/{defn.name}/{model}/{task.name}.jsonl", [v.to_dict() for v in verdicts])
+                rundir.mark_unit_done(key, {"unit": f"judge {defn.name} {model} {task.name}",
+                                            "seconds": round(time.perf_counter() - t0, 3)})
+
+
+def judge_groups(rundir, order: list[str], seed: int = 0) -> dict[str, Any]:
+    """scores.json groups 'judge' (pointwise) and 'judge-pairwise' from stored verdicts."""
+    from harness.judging import summarize_pairwise, summarize_pointwise
+
+    pointwise, pairwise = [], []
+    for judge, model, task, _ in rundir.verdict_files():
+        vs = rundir.verdicts(judge, model, task)
+        (pairwise if "_vs_" in model else pointwise).extend(vs)
+    info = rundir.run_info().get("judge", {})
+    groups: dict[str, Any] = {}
+    if pointwise:
+        present = [m for m in order if any(v.model == m for v in pointwise)]
+        groups["judge"] = summarize_pointwise(pointwise, present, seed=seed)
+        groups["judge"]["info"].update(info)
+    if pairwise:
+        groups["judge-pairwise"] = summarize_pairwise(pairwise, seed=seed)
+        groups["judge-pairwise"]["info"].update(info)
+    return groups
