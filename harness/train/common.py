@@ -53,6 +53,20 @@ def precision(cpu: bool) -> dict[str, Any]:
     return {"bf16": False, "fp16": True}
 
 
+def use_gpu(cpu: bool) -> bool:
+    import torch
+
+    return not cpu and torch.cuda.is_available()
+
+
+def quiet_trainer(trainer) -> None:
+    """No log dicts printed to stdout (disable_tqdm adds a printer): the progress bar and the
+    manifest's ``log`` show them."""
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+
+
 def device_name() -> str:
     import torch
 
@@ -138,8 +152,55 @@ class LossLog:
                         if self.bad >= patience:
                             control.should_training_stop = True
 
+            def on_step_end(self, args, state, control, **kw):
+                if progress is not None:
+                    progress(state.global_step, state.max_steps, {})
+
             def on_log(self, args, state, control, logs=None, **kw):
                 if progress is not None:
                     progress(state.global_step, state.max_steps, logs or {})
 
         return _Cb()
+
+
+class progress_bar:
+    """A rich progress bar fed by the trainers' ``progress(step, max_steps, logs)`` callback.
+
+    ``with progress_bar("SFT") as cb: train_sft(opts, progress=cb)``; quiet gives ``None``.
+    """
+
+    def __init__(self, label: str, quiet: bool = False):
+        self.label, self.quiet = label, quiet
+        self._bar = None
+        self._task = None
+        self._last: dict[str, float] = {}
+
+    def __enter__(self):
+        if self.quiet:
+            return None
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                             TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
+        self._bar.__enter__()
+        self._task = self._bar.add_task(self.label, total=None, info="loading")
+        return self.update
+
+    def update(self, step: int, max_steps: int, logs: dict[str, Any]) -> None:
+        for key in ("loss", "eval_loss", "rewards/accuracies", "eval_rewards/accuracies"):
+            if key in logs:
+                self._last[key] = float(logs[key])
+        info = "  ".join(f"{k.replace('rewards/accuracies', 'pref-acc')} {v:.3f}" for k, v in self._last.items())
+        self._bar.update(self._task, completed=step, total=max_steps or None, info=info)
+
+    def __exit__(self, *exc):
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+        return False

@@ -102,8 +102,13 @@ def to_sft_examples(rows: list[dict[str, Any]], fmt: str, prompt_format) -> list
     out = []
     for row in rows:
         if fmt == "alpaca":
-            prompt = prompt_format.render(row["instruction"], row.get("input") or "")
-            out.append({"prompt": prompt, "completion": _as_text(row["output"])})
+            from harness.models.prompts import render_training
+
+            # the prompt is exactly what evaluation sends; the completion ends on the format's
+            # end-of-turn marker (trl appends the tokenizer's eos when that differs)
+            prompt, completion = render_training(row["instruction"], row.get("input") or "",
+                                                 _as_text(row["output"]), prompt_format, row.get("system"))
+            out.append({"prompt": prompt, "completion": completion.rstrip(" \n")})
         elif fmt == "messages":
             msgs = row["messages"]
             out.append({"prompt": msgs[:-1], "completion": [msgs[-1]]})

@@ -10,13 +10,21 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from harness.errors import HarnessError
-from harness.train import common, data as tdata
-from harness.train.manifest import build_manifest, model_fingerprint, read_manifest, write_manifest
+from harness.train import common
+from harness.train import data as tdata
+from harness.train.manifest import (
+    base_fingerprint,
+    build_manifest,
+    model_fingerprint,
+    read_manifest,
+    write_manifest,
+)
 
 
 @dataclass
@@ -123,6 +131,7 @@ def build_dpo_trainer(opts: DPOOptions, progress: Callable | None = None):
         max_length=opts.max_length,
         dataloader_num_workers=0,
         disable_tqdm=True,
+        gradient_checkpointing=common.use_gpu(opts.cpu),  # on a CPU memory is not the limit: skip the recompute
         **common.precision(opts.cpu),
     )
     trainer = DPOTrainer(
@@ -134,9 +143,13 @@ def build_dpo_trainer(opts: DPOOptions, progress: Callable | None = None):
         peft_config=opts.lora.peft_config(),
         callbacks=[common.LossLog.callback(opts.early_stopping_patience, progress)],
     )
+    common.quiet_trainer(trainer)
     info = {"base_ref": base_ref, "base_path": base_path, "sft_dir": sft_dir, "prompt_format": fmt,
             "data": {"train": where, "train_sha256": tdata.file_sha256(where) if Path(where).is_file() else None,
-                     "val": opts.val_data, "format": "preference", "rows": len(rows)}}
+                     "val": opts.val_data,
+                     "val_sha256": tdata.file_sha256(opts.val_data) if opts.val_data and Path(opts.val_data).is_file()
+                     else None,
+                     "format": "preference", "rows": {"train": len(rows), "val": len(val_rows)}}}
     return trainer, info
 
 
@@ -162,7 +175,9 @@ def train_dpo(opts: DPOOptions | None = None, progress: Callable | None = None, 
     manifest = build_manifest(kind="dpo", base=base, data=info["data"],
                               hyperparameters={**hyper, "prompt_format": fmt.name, "template_hash": fmt.template_hash},
                               log_history=trainer.state.log_history, started=started, device=common.device_name(),
-                              extra={"steps": trainer.state.global_step})
+                              extra={"steps": trainer.state.global_step,
+                                     "base_fingerprint": base_fingerprint(sft_dir if sft_dir is not None
+                                                                          else info["base_path"])})
     write_manifest(out, manifest)
     import shutil
 

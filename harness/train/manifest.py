@@ -31,6 +31,16 @@ def model_fingerprint(path_or_id: str) -> str | None:
     return h.hexdigest()[:16] if files else None
 
 
+def base_fingerprint(folder: str | Path) -> str | None:
+    """The fingerprint ``harness.models.load`` checks against the folder an adapter resolves onto
+    (a model folder, or the SFT adapter folder under a DPO adapter); None for a hub id."""
+    if not Path(folder).is_dir():
+        return None
+    from harness.models.load import fingerprint
+
+    return fingerprint(folder)
+
+
 def library_versions() -> dict[str, str]:
     from harness.env import package_versions
 

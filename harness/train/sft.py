@@ -8,13 +8,15 @@ evaluation uses the held-out part. ``harness-train.json`` records how the checkp
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from harness.errors import HarnessError
-from harness.train import common, data as tdata
-from harness.train.manifest import build_manifest, model_fingerprint, write_manifest
+from harness.train import common
+from harness.train import data as tdata
+from harness.train.manifest import base_fingerprint, build_manifest, model_fingerprint, write_manifest
 
 
 @dataclass
@@ -54,6 +56,8 @@ def _prepare_data(opts: SFTOptions, fmt_obj, out: Path) -> tuple[list, list, dic
         val_rows, vwhere = tdata.read_training_rows(opts.val_data)
         tdata.validate_rows(val_rows, tdata.detect_format(val_rows, vwhere), vwhere)
         info["val"] = vwhere
+        if not opts.val_data.startswith("hf:"):
+            info["val_sha256"] = tdata.file_sha256(vwhere)
         train_rows = rows
     elif opts.split:
         ratios = tdata.parse_split(opts.split)
@@ -65,6 +69,7 @@ def _prepare_data(opts: SFTOptions, fmt_obj, out: Path) -> tuple[list, list, dic
                          "files": {k: f"data/{k}.jsonl" for k in parts}}
     else:
         train_rows, val_rows = rows, []
+    info["rows"] = {"train": len(train_rows), "val": len(val_rows)}
     return (tdata.to_sft_examples(train_rows, fmt, fmt_obj), tdata.to_sft_examples(val_rows, fmt, fmt_obj), info)
 
 
@@ -107,6 +112,7 @@ def build_sft_trainer(opts: SFTOptions, progress: Callable | None = None):
         optim="paged_adamw_8bit" if opts.method == "qlora" else "adamw_torch",
         dataloader_num_workers=0,
         disable_tqdm=True,
+        gradient_checkpointing=common.use_gpu(opts.cpu),  # on a CPU memory is not the limit: skip the recompute
         **common.precision(opts.cpu),
     )
     trainer = SFTTrainer(
@@ -118,6 +124,7 @@ def build_sft_trainer(opts: SFTOptions, progress: Callable | None = None):
         peft_config=None if opts.method == "full" else opts.lora.peft_config(),
         callbacks=[common.LossLog.callback(opts.early_stopping_patience, progress)],
     )
+    common.quiet_trainer(trainer)
     return trainer, {"base_path": base_path, "data": data_info, "prompt_format": fmt_obj}
 
 
@@ -142,7 +149,9 @@ def train_sft(opts: SFTOptions | None = None, progress: Callable | None = None, 
         log_history=trainer.state.log_history,
         started=started,
         device=common.device_name(),
-        extra={"steps": trainer.state.global_step},
+        extra={"steps": trainer.state.global_step,
+               # what harness.models.load compares with the base it resolves (same hash as load.fingerprint)
+               "base_fingerprint": base_fingerprint(info["base_path"])},
     )
     write_manifest(out, manifest)
     import shutil

@@ -1,0 +1,76 @@
+"""Quick checks of a trained checkpoint: preference accuracy (does the model give the chosen
+answer a higher likelihood than the rejected one?) and held-out response perplexity.
+
+``retrain_demo`` prints these after training so a run shows at once whether SFT and DPO moved
+the model in the intended direction; ``harness run`` is the full evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def _prompt_and_target(row: dict[str, Any], answer: Any, fmt) -> tuple[str, str]:
+    from harness.models.prompts import render_training
+    from harness.train.data import _as_text
+
+    if "prompt" in row and isinstance(row["prompt"], str):
+        instruction, inp = row["prompt"], ""
+    else:
+        instruction, inp = row.get("instruction", ""), row.get("input") or ""
+    prompt, completion = render_training(instruction, inp, _as_text(answer), fmt, row.get("system"))
+    return prompt, completion.rstrip(" \n")
+
+
+def response_logprobs(model, tokenizer, prompts: Sequence[str], targets: Sequence[str]) -> list[float]:
+    """Sum of log p(target tokens | prompt) per pair (prompt tokens are not scored)."""
+    from harness.models.engine import Engine
+
+    engine = Engine(model, tokenizer, None, batch_size=8)
+    return [-n.nll_sum for n in engine.token_nll(list(prompts), list(targets))]
+
+
+def preference_accuracy(model, tokenizer, rows: Sequence[dict[str, Any]], prompt_format) -> float:
+    """Mean over preference rows of [log p(chosen | prompt) > log p(rejected | prompt)]: the
+    response-only log-likelihood, each answer followed by the format's end-of-turn marker."""
+    if not rows:
+        raise ValueError("preference_accuracy: no rows")
+    prompts, chosen, rejected = [], [], []
+    for row in rows:
+        p, c = _prompt_and_target(row, row["chosen"], prompt_format)
+        _, r = _prompt_and_target(row, row["rejected"], prompt_format)
+        prompts.append(p)
+        chosen.append(c)
+        rejected.append(r)
+    lp_c = response_logprobs(model, tokenizer, prompts, chosen)
+    lp_r = response_logprobs(model, tokenizer, prompts, rejected)
+    return sum(c > r for c, r in zip(lp_c, lp_r)) / len(rows)
+
+
+def response_perplexity(model, tokenizer, rows: Sequence[dict[str, Any]], prompt_format) -> float:
+    """exp(mean NLL per token) of the reference ``output`` given the prompt, over Alpaca rows."""
+    from harness.models.engine import Engine
+
+    pairs = [_prompt_and_target(r, r["output"], prompt_format) for r in rows]
+    engine = Engine(model, tokenizer, None, batch_size=8)
+    nlls = engine.token_nll([p for p, _ in pairs], [t for _, t in pairs])
+    tokens = sum(n.n_tokens for n in nlls)
+    return math.exp(sum(n.nll_sum for n in nlls) / tokens) if tokens else float("nan")
+
+
+def load_checkpoint(ref: str | Path, *, prompt_format: str | None = None):
+    """(model, tokenizer, PromptFormat) of a base (zoo:NAME / folder) or of an adapter folder
+    written by ``harness train`` (the chain under it is followed the way harness.yaml would)."""
+    from harness.config import ModelSpec
+    from harness.models.load import ModelPool, resolve_models
+
+    ref = str(ref)
+    p = Path(ref)
+    spec = ModelSpec(adapter=str(p.resolve()), prompt_format=prompt_format) if (p / "adapter_config.json").is_file() \
+        else ModelSpec(path=ref, prompt_format=prompt_format)
+    pool = ModelPool(resolve_models({"m": spec}, Path.cwd()), device="cpu", dtype="float32")
+    model, tok = pool.model_and_tokenizer("m")
+    return model, tok, pool.format("m")
