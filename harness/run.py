@@ -20,7 +20,7 @@ from typing import Any, Callable
 from harness.config import HarnessConfig, ModelSpec
 from harness.errors import HarnessError
 from harness.records import Sample
-from harness.tasks import TaskSpec, load_samples, load_tasks, read_rows
+from harness.tasks import TaskSpec, load_samples, load_tasks, read_rows_located
 
 
 def unit_key(*parts: Any) -> str:
@@ -149,12 +149,11 @@ def _responses_samples(cfg: HarnessConfig, name: str, spec: ModelSpec, task: Tas
                        items: list[Sample]) -> list[Sample]:
     """Answers another system generated, matched to the task's items by instruction+input."""
     path = cfg.resolve_path(spec.responses)
-    rows = read_rows(path)
     f = task.fields
     by_key = {}
-    for i, row in enumerate(rows, 1):
+    for where, row in read_rows_located(path):
         if spec.field not in row:
-            raise HarnessError(f"{path}:{i}: missing field '{spec.field}'",
+            raise HarnessError(f"{where}: missing field '{spec.field}'",
                                fix=f"Set models.{name}.field to the field that holds the answer.")
         key = (str(row.get(f.instruction, "")), str(row.get(f.input, "") or "") if f.input else "")
         by_key[key] = row
@@ -173,7 +172,9 @@ def _responses_samples(cfg: HarnessConfig, name: str, spec: ModelSpec, task: Tas
 def _generate_samples(engine, fmt, items: list[Sample], name: str, task: TaskSpec, cfg: HarnessConfig,
                       update: Callable) -> list[Sample]:
     gen = cfg.generation
-    prompts = [fmt.render(s.instruction, s.input, system=task.system_prompt) for s in items]
+    # system prompt: the item's own (a 'messages' task), else the task's, else the model's
+    default_system = task.system_prompt or getattr(engine, "system_prompt", None)
+    prompts = [fmt.render(s.instruction, s.input, system=s.meta.get("system") or default_system) for s in items]
     outs = engine.generate(
         prompts,
         max_new_tokens=task.generation.max_new_tokens or gen.max_new_tokens,
@@ -259,8 +260,16 @@ def execute(plan: Plan, rundir, progress: Progress) -> None:
 
 
 def _describe(plan: Plan, name: str) -> Any:
+    """The model part of a unit key: how it resolves, decided before loading. Not
+    ``describe()``, which gains dtype/device/params/template_hash once the weights are loaded,
+    so a resumed run (nothing loaded yet) would compute other keys and redo finished units."""
     r = plan.resolved.get(name)
-    return r.describe() if r is not None else plan.config.models[name].model_dump(mode="json")
+    if r is None:
+        return plan.config.models[name].model_dump(mode="json")
+    return {"kind": r.kind, "chain": list(r.chain), "root": r.root, "adapters": list(r.adapters),
+            "gguf_file": r.gguf_file, "quantization": r.quantization, "dtype": r.dtype, "device": r.device,
+            "prompt_format": r.prompt_format, "system_prompt": r.system_prompt, "tokenizer": r.tokenizer,
+            "revision": r.revision}
 
 
 def _format_for(pool, name: str, task: TaskSpec, spec: ModelSpec):

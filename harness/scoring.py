@@ -138,16 +138,17 @@ def score_run(rundir, seed: int = 0, n_resamples: int = 1000) -> dict[str, Any]:
     order = info.get("models_order") or []
     groups: dict[str, Any] = {}
     by_task = _task_samples(rundir)
-    task_order = info.get("tasks") or list(by_task)
-    for task in [t for t in task_order if t in by_task]:
+    task_order = info.get("tasks") or []
+    tasks = [t for t in task_order if t in by_task] + [t for t in by_task if t not in task_order]
+    for task in tasks:
         groups[task] = task_group(by_task[task], seed=seed, n_resamples=n_resamples)
     if len(by_task) > 1:
         pooled: dict[str, list[Sample]] = {}
-        for d in by_task.values():
-            for m, ss in d.items():
+        for task in tasks:
+            for m, ss in by_task[task].items():
                 pooled.setdefault(m, []).extend(Sample(**{**s.to_dict(), "id": f"{s.task}/{s.id}"}) for s in ss)
         groups["all"] = task_group(pooled, seed=seed, n_resamples=n_resamples, corpus=False)
-        groups["all"]["info"]["tasks"] = list(by_task)
+        groups["all"]["info"]["tasks"] = tasks
     groups.update(_benchmark_groups(rundir, order, seed))
     groups.update(_judge_groups(rundir, order, seed))
     scores = {"schema": 1, "run_id": info.get("run_id"), "config_hash": info.get("config_hash"),

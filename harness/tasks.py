@@ -155,6 +155,12 @@ def _load_ref(ref: str, extra: list[Path] | None, depth: int) -> list[TaskSpec]:
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """Rows of a JSON / JSONL / Parquet / CSV file, with clear errors naming file:line."""
+    return [row for _, row in read_rows_located(path)]
+
+
+def read_rows_located(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """``(place, row)`` pairs: place is ``file:line`` (JSONL, CSV) or ``file row N`` (JSON, Parquet),
+    so a later error about a row names the line a user opens, blank lines included."""
     if not path.is_file():
         raise HarnessError(f"data file not found: {path}", fix="Check the 'data:' path (relative to the task file).")
     suffix = path.suffix.lower()
@@ -169,7 +175,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
                 raise HarnessError(f"{path}:{i}: not valid JSON ({err.msg})", fix="Each line must be one JSON object.") from None
             if not isinstance(row, dict):
                 raise HarnessError(f"{path}:{i}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
+            rows.append((f"{path}:{i}", row))
     elif suffix == ".json":
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -179,16 +185,17 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
             data = next((v for v in data.values() if isinstance(v, list)), None)
         if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
             raise HarnessError(f"{path}: expected a JSON list of objects")
-        rows = data
+        rows = [(f"{path} row {i}", r) for i, r in enumerate(data, 1)]
     elif suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        rows = pq.read_table(path).to_pylist()
+        rows = [(f"{path} row {i}", r) for i, r in enumerate(pq.read_table(path).to_pylist(), 1)]
     elif suffix in (".csv", ".tsv"):
         import csv
 
         with path.open(encoding="utf-8", newline="") as f:
-            rows = list(csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ","))
+            reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
+            rows = [(f"{path}:{reader.line_num}", r) for r in reader]
     else:
         raise HarnessError(f"{path}: unsupported data format '{suffix}'", fix="Use .json, .jsonl, .parquet or .csv.")
     if not rows:
@@ -250,13 +257,14 @@ def _row_to_sample(task: TaskSpec, row: dict[str, Any], i: int, where: str) -> S
 def load_samples(task: TaskSpec, limit: int | None = None) -> list[Sample]:
     """The task's items as Samples (no model fields yet)."""
     path = task.data_path()
-    rows = _hub_rows(task) if path is None else read_rows(path)
     where_file = task.data if path is None else str(path)
+    rows = ([(f"{where_file} row {i + 1}", r) for i, r in enumerate(_hub_rows(task))] if path is None
+            else read_rows_located(path))
     samples = []
-    for i, row in enumerate(rows):
+    for i, (where, row) in enumerate(rows):
         if task.filter and any(row.get(k) != v for k, v in task.filter.items()):
             continue
-        samples.append(_row_to_sample(task, row, i, f"{where_file}:{i + 1}"))
+        samples.append(_row_to_sample(task, row, i, where))
     if not samples:
         raise HarnessError(f"task {task.name}: no rows left after filter {task.filter} in {where_file}")
     n = min(x for x in (limit, task.limit) if x) if (limit or task.limit) else None
