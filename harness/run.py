@@ -286,20 +286,29 @@ def _save_models(rundir, model_info: dict[str, Any]) -> None:
 
 
 def _run_benchmarks(plan: Plan, pool, name: str, rundir, progress: Progress) -> None:
+    """lm-eval benchmarks on the loaded model with ``name``'s adapters active. Benchmarks not
+    yet done run in one lm-eval call (as ``lm_eval --tasks a,b`` would); each is its own unit."""
     from harness.benchmarks import run_benchmarks
 
     cfg = plan.config
+    todo = []
     for bench in cfg.benchmarks:
         key = unit_key("benchmark", name, _describe(plan, name), bench.model_dump(mode="json"), cfg.seed)
-        if rundir.unit_done(key):
-            continue
-        t0 = time.perf_counter()
-        model, tokenizer = pool.model_and_tokenizer(name)
-        progress.log(f"[bold]{name}[/] · benchmark {bench.name}")
-        result = run_benchmarks(model, tokenizer, [bench], model_name=name, seed=cfg.seed)[bench.name]
-        rundir.write_json(f"benchmarks/{name}/{bench.name}.json", result.to_dict())
-        rundir.mark_unit_done(key, {"unit": f"benchmark {name} {bench.name}",
-                                    "seconds": round(time.perf_counter() - t0, 3)})
+        if not rundir.unit_done(key):
+            todo.append((bench, key))
+    if not todo:
+        return
+    t0 = time.perf_counter()
+    model, tokenizer = pool.model_and_tokenizer(name)  # activates name's adapters for lm-eval
+    progress.log(f"[bold]{name}[/] · benchmarks {', '.join(b.name for b, _ in todo)} (lm-evaluation-harness)")
+    results = run_benchmarks(model, tokenizer, [b for b, _ in todo], model_name=name, seed=cfg.seed,
+                             n_resamples=cfg.bootstrap_resamples)
+    seconds = round(time.perf_counter() - t0, 3)
+    for bench, key in todo:
+        result = results[bench.name]
+        rundir.write_jsonl(f"benchmarks/{name}/{bench.name}.jsonl", result.samples)
+        rundir.write_json(f"benchmarks/{name}/{bench.name}.summary.json", result.to_dict())
+        rundir.mark_unit_done(key, {"unit": f"benchmark {name} {bench.name}", "seconds": seconds / len(todo)})
 
 
 # ---------------------------------------------------------------- the whole run

@@ -149,7 +149,7 @@ def score_run(rundir, seed: int = 0, n_resamples: int = 1000) -> dict[str, Any]:
                 pooled.setdefault(m, []).extend(Sample(**{**s.to_dict(), "id": f"{s.task}/{s.id}"}) for s in ss)
         groups["all"] = task_group(pooled, seed=seed, n_resamples=n_resamples, corpus=False)
         groups["all"]["info"]["tasks"] = tasks
-    groups.update(_benchmark_groups(rundir, order, seed))
+    groups.update(_benchmark_groups(rundir, order, seed, n_resamples))
     groups.update(_judge_groups(rundir, order, seed))
     scores = {"schema": 1, "run_id": info.get("run_id"), "config_hash": info.get("config_hash"),
               "models": order, "groups": groups}
@@ -157,13 +157,23 @@ def score_run(rundir, seed: int = 0, n_resamples: int = 1000) -> dict[str, Any]:
     return scores
 
 
-def _benchmark_groups(rundir, order: list[str], seed: int) -> dict[str, Any]:
+def _benchmark_groups(rundir, order: list[str], seed: int, n_resamples: int) -> dict[str, Any]:
+    """One group per benchmark from benchmarks/<model>/<bench>.jsonl + .summary.json."""
     files = rundir.benchmark_files()
     if not files:
         return {}
-    from harness.benchmarks import benchmark_group_from_run
+    from harness.benchmarks import BenchmarkResult, benchmark_group
 
-    return benchmark_group_from_run(rundir, order, seed=seed)
+    by_bench: dict[str, dict[str, Any]] = {}
+    for model, bench, _ in files:
+        summary = rundir.read_json(f"benchmarks/{model}/{bench}.summary.json")
+        by_bench.setdefault(bench, {})[model] = BenchmarkResult.from_dict(summary, rundir.benchmark_records(model, bench))
+    rank = {m: i for i, m in enumerate(order)}
+    groups = {}
+    for bench, results in by_bench.items():
+        ordered = dict(sorted(results.items(), key=lambda kv: rank.get(kv[0], len(rank))))
+        groups[bench] = benchmark_group(ordered, list(ordered), seed=seed, n_resamples=n_resamples)
+    return groups
 
 
 def _judge_groups(rundir, order: list[str], seed: int) -> dict[str, Any]:
