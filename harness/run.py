@@ -239,7 +239,8 @@ def execute(plan: Plan, rundir, progress: Progress) -> None:
                     fmt = _format_for(pool, name, task, spec)
                     engine.format = fmt
                     model_info[name] = {**pool.describe(name), "template": fmt.name,
-                                        "template_hash": fmt.template_hash}
+                                        "template_hash": fmt.template_hash,
+                                        "train_manifest": _train_manifest(plan, name)}
                     with progress.bar(f"{name} · {task.name}", len(items)) as update:
                         samples = _generate_samples(engine, fmt, items, name, task, cfg, update)
                 _score_per_sample(samples, task)
@@ -270,6 +271,14 @@ def _describe(plan: Plan, name: str) -> Any:
             "gguf_file": r.gguf_file, "quantization": r.quantization, "dtype": r.dtype, "device": r.device,
             "prompt_format": r.prompt_format, "system_prompt": r.system_prompt, "tokenizer": r.tokenizer,
             "revision": r.revision}
+
+
+def _train_manifest(plan: Plan, name: str) -> dict[str, Any] | None:
+    """harness-train.json of the model's own adapter (reports draw its loss curves)."""
+    from harness.train.manifest import read_manifest
+
+    r = plan.resolved.get(name)
+    return read_manifest(r.adapters[-1]) if r is not None and r.adapters else None
 
 
 def _format_for(pool, name: str, task: TaskSpec, spec: ModelSpec):
