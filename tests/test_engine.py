@@ -178,19 +178,34 @@ def test_oom_halves_batch_size(loaded):
     model, tok = loaded
     eng = Engine(model, tok, get_format("plain", tok), "cpu", batch_size="auto")
     assert eng.batch_size == 16
-    real = model.generate
+    real = eng._greedy  # the greedy decoder every batch goes through
     calls = []
 
-    def flaky(*a, **kw):
-        calls.append(kw["input_ids"].shape[0])
-        if kw["input_ids"].shape[0] > 2:
+    def flaky(ids, *a, **kw):
+        calls.append(ids.shape[0])
+        if ids.shape[0] > 2:
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real(*a, **kw)
+        return real(ids, *a, **kw)
 
-    model.generate = flaky
-    try:
-        got = eng.generate(PROMPTS, max_new_tokens=6)
-    finally:
-        del model.generate
+    eng._greedy = flaky
+    got = eng.generate(PROMPTS, max_new_tokens=6)
     assert eng.batch_size == 2 and calls[:4] == [6, 6, 4, 2]
     assert [g.raw for g in got] == [g.raw for g in _engine(loaded, batch_size=1).generate(PROMPTS, max_new_tokens=6)]
+
+
+def test_greedy_decoder_matches_transformers_generate(loaded):
+    """The Engine's own greedy loop (rows leave the batch when they end) picks the same tokens
+    as model.generate(do_sample=False) on each prompt alone."""
+    import torch
+
+    model, tok = loaded
+    eng = _engine(loaded, batch_size=6)
+    got = eng.generate(PROMPTS, max_new_tokens=12)
+    for prompt, g in zip(PROMPTS, got):
+        ids = torch.tensor([eng._encode(prompt)])
+        ref = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=12,
+                             do_sample=False, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+        new = ref[0, ids.shape[1]:].tolist()
+        if tok.eos_token_id in new:
+            new = new[:new.index(tok.eos_token_id)]
+        assert g.raw == tok.decode(new, skip_special_tokens=False)

@@ -193,11 +193,14 @@ class Engine:
                 seq = encoded[k]
                 ids[r, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
                 mask[r, width - len(seq):] = 1
-            with torch.inference_mode():
-                res = self.model.generate(input_ids=ids.to(dev), attention_mask=mask.to(dev),
-                                          generation_config=gen_cfg,
-                                          tokenizer=tok if stops else None)
-            new = res[:, width:].tolist()
+            if sample:
+                with torch.inference_mode():
+                    res = self.model.generate(input_ids=ids.to(dev), attention_mask=mask.to(dev),
+                                              generation_config=gen_cfg,
+                                              tokenizer=tok if stops else None)
+                new = res[:, width:].tolist()
+            else:
+                new = self._greedy(ids.to(dev), mask.to(dev), max_new_tokens, eos_ids, stops)
             ends = set(eos_ids) | {pad}
             for r, k in enumerate(chunk):
                 row = new[r]
@@ -219,6 +222,45 @@ class Engine:
 
         self._batches(order, run, progress)
         return out  # type: ignore[return-value]
+
+    def _greedy(self, ids, mask, max_new_tokens: int, eos_ids: list[int], stops: list[str]) -> list[list[int]]:
+        """Greedy decoding with a KV cache that drops rows as soon as they finish (EOS or a stop
+        string), so a batch does not keep computing answers that already ended. Same argmax
+        decisions as ``model.generate(do_sample=False)``; only finished rows leave the batch."""
+        import torch
+
+        tok = self.tokenizer
+        eos = set(eos_ids)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        new: list[list[int]] = [[] for _ in range(ids.shape[0])]
+        active = list(range(ids.shape[0]))  # original row of each current batch row
+        with torch.inference_mode():
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
+                             logits_to_keep=1)
+            cache, logits, last = out.past_key_values, out.logits[:, -1, :], pos[:, -1]
+            for step in range(max_new_tokens):
+                nxt = logits.argmax(-1)
+                keep = []
+                for r, row in enumerate(active):
+                    t = int(nxt[r])
+                    new[row].append(t)
+                    ended = t in eos or (stops and any(x in tok.decode(new[row], skip_special_tokens=False)
+                                                       for x in stops))
+                    if not ended:
+                        keep.append(r)
+                if not keep or step + 1 == max_new_tokens:
+                    break
+                if len(keep) < len(active):
+                    idx = torch.tensor(keep, device=ids.device)
+                    cache.batch_select_indices(idx)
+                    mask, nxt, last = mask[idx], nxt[idx], last[idx]
+                    active = [active[r] for r in keep]
+                mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
+                last = last + 1
+                out = self.model(input_ids=nxt[:, None], attention_mask=mask, position_ids=last[:, None],
+                                 past_key_values=cache, use_cache=True)
+                cache, logits = out.past_key_values, out.logits[:, -1, :]
+        return new
 
     # ------------------------------------------------------------------ scoring
     def _prefix_id(self) -> int:
