@@ -47,7 +47,7 @@ def hf_callables(spec: str, plan, pool_factory: Callable[[], Any]) -> dict[str, 
         eng = engine()
         fmt, eng.format = eng.format, None  # judge prompts are already chat-formatted
         try:
-            outs = eng.generate(prompts, max_new_tokens=160, temperature=0.0, seed=plan.config.seed)
+            outs = eng.generate(prompts, max_new_tokens=128, temperature=0.0, seed=plan.config.seed)
         finally:
             eng.format = fmt
         return [g.raw for g in outs]
