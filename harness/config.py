@@ -156,7 +156,7 @@ class HarnessConfig(_Strict):
     def resolve_path(self, p: str) -> Path:
         """A path from the config file, relative to the file's folder."""
         path = Path(p).expanduser()
-        return path if path.is_absolute() else (Path(self.base_dir) / path)
+        return (path if path.is_absolute() else Path(self.base_dir) / path).resolve()
 
     def snapshot(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude={"base_dir"})

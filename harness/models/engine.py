@@ -229,15 +229,25 @@ class Engine:
         decisions as ``model.generate(do_sample=False)``; only finished rows leave the batch."""
         import torch
 
+        import inspect
+
         tok = self.tokenizer
         eos = set(eos_ids)
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        # transformers >= 5.2x names the KV cache argument `cache` (earlier: past_key_values)
+        cache_kw = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+        def kv(out):
+            got = out.get("cache")
+            return got if got is not None else out.get("past_key_values")
+
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         new: list[list[int]] = [[] for _ in range(ids.shape[0])]
         active = list(range(ids.shape[0]))  # original row of each current batch row
         with torch.inference_mode():
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
                              logits_to_keep=1)
-            cache, logits, last = out.past_key_values, out.logits[:, -1, :], pos[:, -1]
+            cache, logits, last = kv(out), out.logits[:, -1, :], pos[:, -1]
             for step in range(max_new_tokens):
                 nxt = logits.argmax(-1)
                 keep = []
@@ -258,8 +268,8 @@ class Engine:
                 mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
                 last = last + 1
                 out = self.model(input_ids=nxt[:, None], attention_mask=mask, position_ids=last[:, None],
-                                 past_key_values=cache, use_cache=True)
-                cache, logits = out.past_key_values, out.logits[:, -1, :]
+                                 use_cache=True, **{cache_kw: cache})
+                cache, logits = kv(out), out.logits[:, -1, :]
         return new
 
     # ------------------------------------------------------------------ scoring
