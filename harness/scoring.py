@@ -7,8 +7,11 @@ paired test (paired bootstrap; McNemar for 0/1 metrics).
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Any
+
+import numpy as np
 
 from harness.records import MetricValue, Sample
 
@@ -54,8 +57,8 @@ def _metric_names(samples: list[Sample]) -> list[str]:
 def task_group(per_model: dict[str, list[Sample]], seed: int = 0, n_resamples: int = 1000,
                corpus: bool = True) -> dict[str, Any]:
     """One scores.json group for samples of one task (or pooled tasks when corpus=False)."""
-    from harness.metrics.perplexity import aggregate_perplexity, sample_perplexities
-    from harness.metrics.stats import aggregate, compare_models
+    from harness.metrics.perplexity import aggregate_perplexity
+    from harness.metrics.stats import aggregate, bootstrap_sufficient, compare_models
 
     ids, by_id = _aligned(per_model)
     models = list(per_model)
@@ -65,12 +68,8 @@ def task_group(per_model: dict[str, list[Sample]], seed: int = 0, n_resamples: i
     for metric in _metric_names(all_samples):
         values = {m: [by_id[m][i].metrics.get(metric) for i in ids] for m in models}
         hib, binary = direction(metric)
-        if metric in sentence_level:  # aggregated as corpus BLEU / chrF below; tested per sentence
-            corpus_name = next(k for k, v in CORPUS_METRICS.items() if v == metric)
-            if corpus:
-                group["paired"] += [t.to_dict() for t in compare_models(values, corpus_name, seed=seed,
-                                                                        n_resamples=n_resamples)]
-                continue
+        if metric in sentence_level and corpus:  # replaced by corpus BLEU / chrF below
+            continue
         for m in models:
             group["models"][m][metric] = aggregate(values[m], higher_is_better=hib, seed=seed,
                                                    n_resamples=n_resamples).to_dict()
@@ -78,7 +77,7 @@ def task_group(per_model: dict[str, list[Sample]], seed: int = 0, n_resamples: i
                                                                 n_resamples=n_resamples)]
     # perplexity of the reference answer: corpus-level exp(sum NLL / sum tokens), and bits per byte
     if any("nll" in s.metrics for s in all_samples):
-        ppl_values = {}
+        nll_stats: dict[str, list] = {}
         for m in models:
             ss = [by_id[m][i] for i in ids]
             nll = [s.metrics.get("nll") for s in ss]
@@ -86,15 +85,19 @@ def task_group(per_model: dict[str, list[Sample]], seed: int = 0, n_resamples: i
             nbytes = [s.metrics.get("nll_bytes") for s in ss]
             group["models"][m]["perplexity"] = aggregate_perplexity(nll, toks, seed=seed,
                                                                     n_resamples=n_resamples).to_dict()
-            bpb = [None if (a is None or not b) else a / (b * 0.6931471805599453) for a, b in zip(nll, nbytes)]
-            bpb_mv = aggregate(bpb, higher_is_better=False, seed=seed, n_resamples=n_resamples)
-            total_b = sum(b for a, b in zip(nll, nbytes) if a is not None and b)
-            if total_b:
-                bpb_mv.value = sum(a for a, b in zip(nll, nbytes) if a is not None and b) / (total_b * 0.6931471805599453)
-            group["models"][m]["bits_per_byte"] = bpb_mv.to_dict()
-            ppl_values[m] = sample_perplexities(nll, toks)
-        group["paired"] += [t.to_dict() for t in compare_models(ppl_values, "perplexity", seed=seed,
-                                                                n_resamples=n_resamples)]
+            nll_stats[m] = list(zip(nll, toks, nbytes))
+            present = [(a, b) for a, _, b in nll_stats[m] if a is not None and b]
+            bpb = MetricValue(value=None, n=0, missing=len(ss) - len(present), higher_is_better=False)
+            if present:
+                ci = bootstrap_sufficient(present, _bpb, seed=seed, n_resamples=n_resamples)
+                bpb = MetricValue(value=_bpb(np.sum(present, axis=0)), ci=ci.as_ci(), n=len(present),
+                                  missing=bpb.missing, higher_is_better=False)
+            group["models"][m]["bits_per_byte"] = bpb.to_dict()
+        both = [k for k in range(len(ids)) if all(None not in nll_stats[m][k][:2] for m in models)]
+        ppl_rows = {m: [nll_stats[m][k][:2] for k in both] for m in models}
+        bpb_rows = {m: [(nll_stats[m][k][0], nll_stats[m][k][2]) for k in both] for m in models}
+        group["paired"] += _paired_corpus(models, ppl_rows, _ppl, "perplexity", seed, n_resamples)
+        group["paired"] += _paired_corpus(models, bpb_rows, _bpb, "bits_per_byte", seed, n_resamples)
     if corpus:
         _corpus_metrics(group, per_model, by_id, ids, seed, n_resamples)
     return group
@@ -102,12 +105,13 @@ def task_group(per_model: dict[str, list[Sample]], seed: int = 0, n_resamples: i
 
 def _corpus_metrics(group, per_model, by_id, ids, seed, n_resamples) -> None:
     """Corpus BLEU / chrF replace the mean of sentence scores; paired tests stay sentence-level."""
-    from harness.metrics.lexical import bleu, chrf
+    from harness.metrics.lexical import bleu, chrf, corpus_statistics
 
     models = list(per_model)
     for metric, sentence in CORPUS_METRICS.items():
         if not all(any(sentence in s.metrics for s in per_model[m]) for m in models):
             continue
+        rows: dict[str, list] = {}
         for m in models:
             ss = [by_id[m][i] for i in ids]
             preds, refs = [s.response for s in ss], [s.reference for s in ss]
@@ -121,6 +125,36 @@ def _corpus_metrics(group, per_model, by_id, ids, seed, n_resamples) -> None:
             mv = MetricValue(value=res["score"], ci=tuple(res["ci"]) if res["ci"] else None, n=res["n"],
                              higher_is_better=True)
             group["models"][m][metric] = mv.to_dict()
+            rows[m], score_fn = corpus_statistics(metric, preds, refs, lang=lang,
+                                                  tokenize=res.get("tokenize"))
+        group["paired"] += _paired_corpus(models, rows, score_fn, metric, seed, n_resamples)
+
+
+def _ppl(row) -> float:
+    return float(math.exp(row[0] / row[1]))
+
+
+def _bpb(row) -> float:
+    return float(row[0] / (row[1] * math.log(2)))
+
+
+def _paired_corpus(models: list[str], rows: dict[str, list], score_fn, metric: str, seed: int,
+                   n_resamples: int) -> list[dict[str, Any]]:
+    """Paired corpus bootstrap for every later model against every earlier one."""
+    from harness.metrics.stats import paired_bootstrap_sufficient
+    from harness.records import PairedTest
+
+    out = []
+    for j in range(len(models)):
+        for i in range(j):
+            a, b = models[j], models[i]
+            if not rows.get(a) or not rows.get(b):
+                continue
+            res = paired_bootstrap_sufficient(rows[a], rows[b], score_fn, seed=seed, n_resamples=n_resamples)
+            out.append(PairedTest(metric=metric, a=a, b=b, diff=res["diff"], ci=res["ci"], p_value=res["p_value"],
+                                  test="paired-bootstrap (corpus)", significant=bool(res["p_value"] < 0.05),
+                                  n=res["n"]).to_dict())
+    return out
 
 
 def _task_samples(rundir) -> dict[str, dict[str, list[Sample]]]:

@@ -168,7 +168,7 @@ def test_scores_have_groups_intervals_and_paired_tests(full_run):
     for a, b in (("sft", "base"), ("dpo", "sft"), ("dpo", "base")):
         assert ("rougeL", a, b) in pairs and ("perplexity", a, b) in pairs
     for p in tiny["paired"]:
-        assert p["test"] in ("paired-bootstrap", "mcnemar") and isinstance(p["significant"], bool)
+        assert p["test"] in ("paired-bootstrap", "paired-bootstrap (corpus)", "mcnemar") and isinstance(p["significant"], bool)
         if p["ci"] is not None:
             assert p["ci"][0] - 1e-9 <= p["diff"] <= p["ci"][1] + 1e-9, p
     exact = [p for p in tiny["paired"] if p["metric"] == "exact_match"]

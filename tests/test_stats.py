@@ -162,3 +162,26 @@ def test_compare_models_is_deterministic():
     t1 = stats.compare_models(pm, "m", binary=False, seed=3)
     t2 = stats.compare_models(pm, "m", binary=False, seed=3)
     assert [t.to_dict() for t in t1] == [t.to_dict() for t in t2]
+
+
+def test_paired_bootstrap_sufficient_corpus_perplexity():
+    """Paired corpus bootstrap: the diff is the corpus-level difference, a planted gap is found,
+    and two identical models give diff 0 and p = 1."""
+    import math
+
+    import numpy as np
+
+    from harness.metrics.stats import paired_bootstrap_sufficient
+
+    rng = np.random.default_rng(1)
+    toks = rng.integers(3, 20, size=120).astype(float)
+    nll_b = toks * rng.normal(2.0, 0.3, size=120)
+    nll_a = nll_b - toks * 0.5  # a is better by 0.5 nats per token
+    fn = lambda row: math.exp(row[0] / row[1])  # noqa: E731
+    a = np.stack([nll_a, toks], axis=1)
+    b = np.stack([nll_b, toks], axis=1)
+    res = paired_bootstrap_sufficient(a, b, fn, seed=0)
+    assert res["diff"] == pytest.approx(fn(a.sum(0)) - fn(b.sum(0)))
+    assert res["ci"][1] < 0 and res["p_value"] < 0.05
+    same = paired_bootstrap_sufficient(b, b, fn, seed=0)
+    assert same["diff"] == 0 and same["p_value"] == 1.0

@@ -295,3 +295,25 @@ def chrf(
         "signature": str(metric.get_signature()),
         "sentence": sentence,
     }
+
+
+def corpus_statistics(kind: str, predictions: Sequence[str], references: Sequence[str],
+                      lang: str | None = "en", tokenize: str | None = None):
+    """Per-item additive sufficient statistics of corpus BLEU or chrF and the function that
+    turns their column sums into the corpus score: ``(stats: list[list[int]], score_fn)``.
+    Paired corpus tests resample these rows (``stats.paired_bootstrap_sufficient``)."""
+    _check_lengths(predictions, references, kind)
+    if kind == "bleu":
+        metric = _bleu_metric(tokenize or bleu_tokenize_for(lang))
+    elif kind == "chrf":
+        from sacrebleu.metrics import CHRF
+
+        metric = CHRF()
+    else:
+        raise HarnessError(f"no corpus statistics for metric {kind!r}", fix="Use bleu or chrf.")
+    stats = metric._extract_corpus_statistics(list(predictions), [list(references)])
+
+    def score_fn(row) -> float:
+        return float(metric._compute_score_from_stats([int(x) for x in row]).score)
+
+    return stats, score_fn

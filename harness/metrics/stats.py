@@ -167,6 +167,46 @@ def bootstrap_sufficient(
     return Interval(lo, hi, n, 0)
 
 
+def paired_bootstrap_sufficient(
+    a_stats: Sequence[Sequence[float]] | np.ndarray,
+    b_stats: Sequence[Sequence[float]] | np.ndarray,
+    score_fn: Callable[[np.ndarray], float],
+    n_resamples: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> dict:
+    """Paired bootstrap of ``score(a) - score(b)`` for a corpus metric with additive per-item
+    sufficient statistics (perplexity, bits per byte, BLEU, chrF): each resample draws the
+    same items for both models, sums their rows and recomputes both corpus scores.
+
+    Returns the PairedTest fields ``diff``, ``ci``, ``p_value``, ``test`` and ``n`` (p-value as
+    in ``paired_bootstrap``). Rows i of ``a_stats`` and ``b_stats`` must be the same item.
+    """
+    _check_alpha(alpha, n_resamples)
+    a = np.asarray(a_stats, dtype=float)
+    b = np.asarray(b_stats, dtype=float)
+    if a.shape[0] != b.shape[0]:
+        raise HarnessError(f"paired test needs the same items for both models, got {a.shape[0]} and {b.shape[0]}",
+                           fix="Score both models on the same task items.")
+    n = a.shape[0]
+    if n == 0:
+        return {"diff": None, "ci": None, "p_value": None, "test": "paired-bootstrap", "n": 0}
+    rng = np.random.default_rng(seed)
+    diffs = np.empty(n_resamples, dtype=float)
+    chunk = max(1, _CHUNK_CELLS // n)
+    for start in range(0, n_resamples, chunk):
+        stop = min(start + chunk, n_resamples)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        sa, sb = a[idx].sum(axis=1), b[idx].sum(axis=1)
+        for j in range(stop - start):
+            diffs[start + j] = score_fn(sa[j]) - score_fn(sb[j])
+    lo, hi = _percentiles(diffs, alpha)
+    k_le, k_ge = int((diffs <= 0).sum()), int((diffs >= 0).sum())
+    p = 2 * min((k_le + 1) / (n_resamples + 1), (k_ge + 1) / (n_resamples + 1))
+    return {"diff": float(score_fn(a.sum(axis=0)) - score_fn(b.sum(axis=0))), "ci": (lo, hi),
+            "p_value": float(min(1.0, p)), "test": "paired-bootstrap", "n": n}
+
+
 def aggregate(
     values: Sequence[float | None],
     higher_is_better: bool = True,
