@@ -46,7 +46,7 @@ def run(config: str | Path | HarnessConfig | None = None, *, models: list[str] |
         limit: int | None = None, output_dir: str | Path | None = None, resume: str | Path | None = None,
         quiet: bool = True, write_report: bool = True):
     """Evaluate models on tasks/benchmarks/judge; returns the ``RunDir``."""
-    from harness import run as runmod
+    from harness import runner as runmod
     from harness.scoring import score_run
 
     cfg = load_config(config)

@@ -181,3 +181,15 @@ def test_run_with_a_responses_model_from_the_cli(tmp_path):
     assert scores["groups"]["t"]["models"]["mine"]["exact_match"]["value"] == pytest.approx(1.0)
     result = _invoke("report", str(run))
     assert result.exit_code == 0 and "report.html" in result.output
+
+
+def test_api_verbs_are_not_shadowed_by_modules():
+    """`from harness import run` is the API function in a fresh process, before and after the
+    executor module is imported (a module named harness/run.py once shadowed it)."""
+    import subprocess
+    import sys
+
+    code = ("from harness import run as before; import harness.runner, harness.api as api; "
+            "from harness import run as after; assert before is api.run and after is api.run, (before, after)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr

@@ -74,7 +74,7 @@ def _samples(rundir, models: list[str], tasks: list[str], limit: int | None) -> 
 def judge_run(plan, rundir, progress, pool_factory: Callable[[], Any]) -> None:
     from harness.judging import (judge_pairwise, judge_pointwise, items_from_samples, load_judge,
                                  pairs_from_samples)
-    from harness.run import unit_key
+    from harness.runner import unit_key
 
     cfg, jc = plan.config, plan.config.judge
     backend = plan.judge_backend
