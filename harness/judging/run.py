@@ -17,7 +17,7 @@ from harness.errors import HarnessError
 def backend_options(cfg) -> dict[str, Any]:
     jc = cfg.judge
     return {"host": jc.host, "base_url": jc.base_url, "api_key": jc.api_key, "num_ctx": jc.num_ctx,
-            "seed": cfg.seed}
+            "seed": cfg.seed, "batch_size": jc.concurrency}  # batch_size: in-process (hf:) judges
 
 
 def hf_callables(spec: str, plan, pool_factory: Callable[[], Any]) -> dict[str, Callable]:
@@ -103,21 +103,27 @@ def judge_run(plan, rundir, progress, pool_factory: Callable[[], Any]) -> None:
                 rundir.mark_unit_done(key, {"unit": f"judge {defn.name} pairwise {task.name}",
                                             "seconds": round(time.perf_counter() - t0, 3)})
             continue
+        # Every pending (model, task) unit goes into ONE judge call, so an in-process judge batches
+        # across models and tasks and a server gets `concurrency` requests in flight throughout.
+        pending = []
         for model, samples in by_model.items():
             for task in plan.tasks:
                 items = items_from_samples([s for s in samples if s.task == task.name])
-                if not items:
-                    continue
-                key = unit_key("judge", defn.hash, backend.spec, model, task.name,
-                               [(i.id, i.answer) for i in items])
-                if rundir.unit_done(key):
-                    continue
-                t0 = time.perf_counter()
-                with progress.bar(f"judge {defn.name} · {model} · {task.name}", len(items) * jc.repeats) as update:
-                    verdicts = judge_pointwise(defn, backend, items, progress=update, **common)
-                rundir.write_jsonl(f"judge/{defn.name}/{model}/{task.name}.jsonl", [v.to_dict() for v in verdicts])
-                rundir.mark_unit_done(key, {"unit": f"judge {defn.name} {model} {task.name}",
-                                            "seconds": round(time.perf_counter() - t0, 3)})
+                key = unit_key("judge", defn.hash, backend.spec, model, task.name, [(i.id, i.answer) for i in items])
+                if items and not rundir.unit_done(key):
+                    pending.append((model, task.name, key, items))
+        if not pending:
+            continue
+        t0 = time.perf_counter()
+        all_items = [it for *_, items in pending for it in items]
+        with progress.bar(f"judge {defn.name} · {len(pending)} model×task units", len(all_items) * jc.repeats) as update:
+            verdicts = judge_pointwise(defn, backend, all_items, progress=update, **common)
+        seconds = round(time.perf_counter() - t0, 3)
+        for model, task_name, key, items in pending:
+            mine = [v for v in verdicts if v.model == model and v.task == task_name]
+            rundir.write_jsonl(f"judge/{defn.name}/{model}/{task_name}.jsonl", [v.to_dict() for v in mine])
+            rundir.mark_unit_done(key, {"unit": f"judge {defn.name} {model} {task_name}",
+                                        "seconds": round(seconds * len(items) / len(all_items), 3)})
 
 
 def judge_groups(rundir, order: list[str], seed: int = 0) -> dict[str, Any]:
