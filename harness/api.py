@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness.config import HarnessConfig, load_config as _load_config
+from harness.config import HarnessConfig
+from harness.config import load_config as _load_config
 from harness.errors import HarnessError
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "examples" / "demo"

@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -52,7 +51,7 @@ def user_errors(fn):
     return wrapper
 
 
-def _split(value: Optional[str]) -> Optional[list[str]]:
+def _split(value: str | None) -> list[str] | None:
     if value is None:
         return None
     return [v.strip() for v in value.split(",") if v.strip()]
@@ -96,12 +95,12 @@ def train_sft_cmd(
                              help="Training data: .jsonl/.json/.parquet/.csv (Alpaca instruction/input/output, "
                                   "chat 'messages', or prompt/completion) or hf:org/name[:split]."),
     output: Path = typer.Option(..., "--output", "-o", help="Folder for the adapter (or full model) + manifest."),
-    val_data: Optional[str] = typer.Option(None, "--val-data",
+    val_data: str | None = typer.Option(None, "--val-data",
                                            help="Validation file; when given, --split is not used.",
                                            show_default="none: split --data"),
     method: str = typer.Option("lora", "--method", help="lora, qlora (4-bit base, CUDA only) or full fine-tuning.",
                                show_default=True),
-    prompt_format: Optional[str] = typer.Option(None, "--prompt-format",
+    prompt_format: str | None = typer.Option(None, "--prompt-format",
                                                 help="How Alpaca rows become prompts: chat, alpaca, alpaca-ko, "
                                                      "chatml, ..., a Jinja string or a .jinja file.",
                                                 show_default="chat if the tokenizer has a chat template, else alpaca"),
@@ -131,7 +130,7 @@ def train_sft_cmd(
                                    show_default=True),
     logging_steps: int = typer.Option(5, "--logging-steps", help="Log the training loss every N steps.",
                                       show_default=True),
-    early_stopping_patience: Optional[int] = typer.Option(
+    early_stopping_patience: int | None = typer.Option(
         None, "--early-stopping-patience",
         help="Stop after N evaluations without a lower eval loss.", show_default="off"),
     warmup_ratio: float = typer.Option(0.05, "--warmup-ratio", help="Fraction of the steps spent warming up.",
@@ -166,16 +165,16 @@ def train_dpo_cmd(
     data: str = typer.Option(..., "--data", "-d",
                              help="Preference data: rows with prompt (or instruction [+ input]), chosen, rejected."),
     output: Path = typer.Option(..., "--output", "-o", help="Folder for the DPO adapter + manifest."),
-    sft_adapter: Optional[Path] = typer.Option(None, "--sft-adapter",
+    sft_adapter: Path | None = typer.Option(None, "--sft-adapter",
                                                help="Start from this SFT adapter (merged into its base); the new "
                                                     "adapter names it as its base.",
                                                show_default="none: start from --model"),
-    model: Optional[str] = typer.Option(None, "--model", "-m",
+    model: str | None = typer.Option(None, "--model", "-m",
                                         help="Base model (zoo:NAME, folder, hub id).",
                                         show_default="the SFT adapter's base"),
-    val_data: Optional[str] = typer.Option(None, "--val-data", help="Validation preference file.",
+    val_data: str | None = typer.Option(None, "--val-data", help="Validation preference file.",
                                            show_default="none: no evaluation during training"),
-    prompt_format: Optional[str] = typer.Option(None, "--prompt-format",
+    prompt_format: str | None = typer.Option(None, "--prompt-format",
                                                 help="How plain-text prompts are rendered.",
                                                 show_default="the SFT adapter's format, else chat or alpaca"),
     lora_r: int = typer.Option(16, "--lora-r", help=_H_LORA_R, show_default=True),
@@ -204,7 +203,7 @@ def train_dpo_cmd(
                                       show_default=True),
     warmup_ratio: float = typer.Option(0.05, "--warmup-ratio", help="Fraction of the steps spent warming up.",
                                        show_default=True),
-    early_stopping_patience: Optional[int] = typer.Option(
+    early_stopping_patience: int | None = typer.Option(
         None, "--early-stopping-patience",
         help="Stop after N evaluations without a lower eval loss.", show_default="off"),
     cpu: bool = typer.Option(False, "--cpu", help="Train on the CPU even when a GPU is visible.", show_default="off"),
@@ -234,18 +233,18 @@ ConfigOpt = typer.Option(None, "--config", "-c", help="harness.yaml (default: ./
 @app.command()
 @user_errors
 def run(
-    config: Optional[Path] = ConfigOpt,
-    models: Optional[str] = typer.Option(None, "--models", "-m", help="Comma-separated model names (default: all)."),
-    tasks: Optional[str] = typer.Option(None, "--tasks", "-t", help="Comma-separated task names or YAML paths."),
-    benchmarks: Optional[str] = typer.Option(None, "--benchmarks", "-b",
+    config: Path | None = ConfigOpt,
+    models: str | None = typer.Option(None, "--models", "-m", help="Comma-separated model names (default: all)."),
+    tasks: str | None = typer.Option(None, "--tasks", "-t", help="Comma-separated task names or YAML paths."),
+    benchmarks: str | None = typer.Option(None, "--benchmarks", "-b",
                                              help="Comma-separated lm-eval tasks (mmlu-mini, kmmlu-mini, ...); "
                                                   "'none' to skip."),
-    judge: Optional[str] = typer.Option(None, "--judge", "-j", help="ollama:MODEL, openai:MODEL, hf:SPEC or none."),
-    limit: Optional[int] = typer.Option(None, "--limit", "-n", help="Evaluate only the first N items of each task."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output root (default: reports/)."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a run directory; finished units are kept."),
+    judge: str | None = typer.Option(None, "--judge", "-j", help="ollama:MODEL, openai:MODEL, hf:SPEC or none."),
+    limit: int | None = typer.Option(None, "--limit", "-n", help="Evaluate only the first N items of each task."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Output root (default: reports/)."),
+    resume: Path | None = typer.Option(None, "--resume", help="Continue a run directory; finished units are kept."),
     gate: bool = typer.Option(False, "--gate", help="Run the config's gates at the end and exit with their code."),
-    junit: Optional[Path] = typer.Option(None, "--junit", help="With --gate: write JUnit XML here."),
+    junit: Path | None = typer.Option(None, "--junit", help="With --gate: write JUnit XML here."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Evaluate the configured models on tasks, benchmarks and the judge; write a run directory and reports."""
@@ -276,7 +275,7 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory (reports/<r
 @user_errors
 def compare(run_a: Path = typer.Argument(..., help="The earlier run."),
             run_b: Path = typer.Argument(..., help="The later run."),
-            output: Optional[Path] = typer.Option(None, "--output", "-o", help="Folder for the comparison report.")
+            output: Path | None = typer.Option(None, "--output", "-o", help="Folder for the comparison report.")
             ) -> None:
     """Compare two runs of the same models: deltas and paired tests where samples match."""
     from harness import api
@@ -288,10 +287,10 @@ def compare(run_a: Path = typer.Argument(..., help="The earlier run."),
 @app.command()
 @user_errors
 def gate(run_dir: Path = typer.Argument(..., help="A run directory."),
-         config: Optional[Path] = typer.Option(None, "--config", "-c",
+         config: Path | None = typer.Option(None, "--config", "-c",
                                                help="Apply the gates of this harness.yaml or gate file instead."),
-         baseline: Optional[Path] = typer.Option(None, "--baseline", help="Baseline name or JSON file for max_drop rules."),
-         junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML here.")) -> None:
+         baseline: Path | None = typer.Option(None, "--baseline", help="Baseline name or JSON file for max_drop rules."),
+         junit: Path | None = typer.Option(None, "--junit", help="Write JUnit XML here.")) -> None:
     """Check score gates: exit 0 when all pass, 1 when any fails, 2 on a config or input error."""
     from harness.gate import gate_main
 
@@ -311,7 +310,7 @@ def baseline_save(run_dir: Path = typer.Argument(..., help="A run directory."),
 
 @app.command("models")
 @user_errors
-def models_cmd(config: Optional[Path] = ConfigOpt) -> None:
+def models_cmd(config: Path | None = ConfigOpt) -> None:
     """Show how each configured checkpoint resolves: base chain, adapters, dtype, template."""
     from harness import api
 
@@ -320,7 +319,7 @@ def models_cmd(config: Optional[Path] = ConfigOpt) -> None:
 
 @app.command("tasks")
 @user_errors
-def tasks_cmd(config: Optional[Path] = ConfigOpt) -> None:
+def tasks_cmd(config: Path | None = ConfigOpt) -> None:
     """List the tasks harness can find (tasks/ folders) and the configured ones."""
     from harness import api
 

@@ -55,7 +55,7 @@ class ModelSpec(_Strict):
     system_prompt: str | None = None
 
     @model_validator(mode="after")
-    def _one_source(self) -> "ModelSpec":
+    def _one_source(self) -> ModelSpec:
         given = [k for k in ("path", "adapter", "responses") if getattr(self, k)]
         if len(given) != 1:
             raise ValueError("set exactly one of 'path', 'adapter' or 'responses'"
@@ -139,7 +139,7 @@ class HarnessConfig(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _bases_exist(self) -> "HarnessConfig":
+    def _bases_exist(self) -> HarnessConfig:
         for name, spec in self.models.items():
             if spec.base == name:
                 raise ValueError(f"models.{name}.base names the model itself")

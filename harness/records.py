@@ -37,7 +37,7 @@ class Sample:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Sample":
+    def from_dict(cls, data: dict[str, Any]) -> Sample:
         return _from_dict(cls, data)
 
 
@@ -58,7 +58,7 @@ class MetricValue:
         return d
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "MetricValue":
+    def from_dict(cls, data: dict[str, Any]) -> MetricValue:
         mv = _from_dict(cls, data)
         if mv.ci is not None:
             mv.ci = (float(mv.ci[0]), float(mv.ci[1]))
@@ -85,7 +85,7 @@ class PairedTest:
         return d
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PairedTest":
+    def from_dict(cls, data: dict[str, Any]) -> PairedTest:
         return _from_dict(cls, data)
 
 
@@ -109,5 +109,5 @@ class Verdict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Verdict":
+    def from_dict(cls, data: dict[str, Any]) -> Verdict:
         return _from_dict(cls, data)

@@ -177,7 +177,7 @@ def test_paired_bootstrap_sufficient_corpus_perplexity():
     toks = rng.integers(3, 20, size=120).astype(float)
     nll_b = toks * rng.normal(2.0, 0.3, size=120)
     nll_a = nll_b - toks * 0.5  # a is better by 0.5 nats per token
-    fn = lambda row: math.exp(row[0] / row[1])  # noqa: E731
+    fn = lambda row: math.exp(row[0] / row[1])
     a = np.stack([nll_a, toks], axis=1)
     b = np.stack([nll_b, toks], axis=1)
     res = paired_bootstrap_sufficient(a, b, fn, seed=0)

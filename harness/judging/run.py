@@ -9,7 +9,8 @@ resumed run re-judges nothing that finished, and the disk cache makes re-runs fr
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from harness.errors import HarnessError
 
@@ -72,11 +73,16 @@ def _samples(rundir, models: list[str], tasks: list[str], limit: int | None) -> 
 
 
 def judge_run(plan, rundir, progress, pool_factory: Callable[[], Any]) -> None:
-    from harness.judging import (judge_pairwise, judge_pointwise, items_from_samples, load_judge,
-                                 pairs_from_samples)
+    from harness.judging import (
+        items_from_samples,
+        judge_pairwise,
+        judge_pointwise,
+        load_judge,
+        pairs_from_samples,
+    )
     from harness.runner import unit_key
 
-    cfg, jc = plan.config, plan.config.judge
+    jc = plan.config.judge
     backend = plan.judge_backend
     by_model = _samples(rundir, plan.models, [t.name for t in plan.tasks], jc.limit)
     common = dict(concurrency=jc.concurrency, retries=jc.retries, repeats=jc.repeats)

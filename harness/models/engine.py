@@ -227,9 +227,9 @@ class Engine:
         """Greedy decoding with a KV cache that drops rows as soon as they finish (EOS or a stop
         string), so a batch does not keep computing answers that already ended. Same argmax
         decisions as ``model.generate(do_sample=False)``; only finished rows leave the batch."""
-        import torch
-
         import inspect
+
+        import torch
 
         tok = self.tokenizer
         eos = set(eos_ids)
