@@ -67,6 +67,32 @@ def quiet_trainer(trainer) -> None:
     trainer.remove_callback(PrinterCallback)
 
 
+def trainer_args(opts: Any, out: Path, has_val: bool) -> dict[str, Any]:
+    """The TrainingArguments SFT and DPO share (both option classes name these fields alike)."""
+    return dict(
+        output_dir=str(Path(out) / "trainer"),
+        num_train_epochs=opts.epochs,
+        max_steps=opts.max_steps,
+        per_device_train_batch_size=opts.batch_size,
+        per_device_eval_batch_size=opts.batch_size,
+        gradient_accumulation_steps=opts.grad_accum,
+        learning_rate=opts.learning_rate,
+        warmup_steps=opts.warmup_ratio,  # < 1 means a fraction of the steps
+        lr_scheduler_type="cosine",
+        logging_steps=opts.logging_steps,
+        eval_strategy="steps" if has_val else "no",
+        eval_steps=opts.eval_steps if has_val else None,
+        save_strategy="no",
+        report_to="none",
+        seed=opts.seed,
+        max_length=opts.max_length,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        gradient_checkpointing=use_gpu(opts.cpu),  # on a CPU memory is not the limit: skip the recompute
+        **precision(opts.cpu),
+    )
+
+
 def device_name() -> str:
     import torch
 

@@ -111,28 +111,9 @@ def build_dpo_trainer(opts: DPOOptions, progress: Callable | None = None):
         raise HarnessError(f"--loss-type {opts.loss_type!r} is not a DPO loss trl knows",
                            fix="Use sigmoid (DPO), ipo, hinge, robust, ...")
     args = DPOConfig(
-        output_dir=str(out / "trainer"),
         beta=opts.beta,
         loss_type=[opts.loss_type],
-        num_train_epochs=opts.epochs,
-        max_steps=opts.max_steps,
-        per_device_train_batch_size=opts.batch_size,
-        per_device_eval_batch_size=opts.batch_size,
-        gradient_accumulation_steps=opts.grad_accum,
-        learning_rate=opts.learning_rate,
-        warmup_steps=opts.warmup_ratio,  # < 1 means a fraction of the steps
-        lr_scheduler_type="cosine",
-        logging_steps=opts.logging_steps,
-        eval_strategy="steps" if val_ex else "no",
-        eval_steps=opts.eval_steps if val_ex else None,
-        save_strategy="no",
-        report_to="none",
-        seed=opts.seed,
-        max_length=opts.max_length,
-        dataloader_num_workers=0,
-        disable_tqdm=True,
-        gradient_checkpointing=common.use_gpu(opts.cpu),  # on a CPU memory is not the limit: skip the recompute
-        **common.precision(opts.cpu),
+        **common.trainer_args(opts, out, bool(val_ex)),
     )
     trainer = DPOTrainer(
         model=model,

@@ -92,28 +92,9 @@ def build_sft_trainer(opts: SFTOptions, progress: Callable | None = None):
     model = common.load_causal_lm(base_path, qlora=opts.method == "qlora", trust_remote_code=opts.trust_remote_code)
     has_val = bool(val_ex)
     args = SFTConfig(
-        output_dir=str(out / "trainer"),
-        num_train_epochs=opts.epochs,
-        max_steps=opts.max_steps,
-        per_device_train_batch_size=opts.batch_size,
-        per_device_eval_batch_size=opts.batch_size,
-        gradient_accumulation_steps=opts.grad_accum,
-        learning_rate=opts.learning_rate,
-        warmup_steps=opts.warmup_ratio,  # < 1 means a fraction of the steps
-        lr_scheduler_type="cosine",
-        logging_steps=opts.logging_steps,
-        eval_strategy="steps" if has_val else "no",
-        eval_steps=opts.eval_steps if has_val else None,
-        save_strategy="no",
-        report_to="none",
-        seed=opts.seed,
-        max_length=opts.max_length,
         completion_only_loss=not opts.train_on_prompt,
         optim="paged_adamw_8bit" if opts.method == "qlora" else "adamw_torch",
-        dataloader_num_workers=0,
-        disable_tqdm=True,
-        gradient_checkpointing=common.use_gpu(opts.cpu),  # on a CPU memory is not the limit: skip the recompute
-        **common.precision(opts.cpu),
+        **common.trainer_args(opts, out, has_val),
     )
     trainer = SFTTrainer(
         model=model,
