@@ -206,6 +206,27 @@ def _ci_dict(interval) -> list[float] | None:
     return list(ci) if ci is not None else None
 
 
+def _corpus_score(metric, sent_metric, preds: list[str], refs: list[str], n_resamples: int, seed: int):
+    """(corpus score, sentence scores, bootstrap CI) for a sacrebleu metric; the interval
+    resamples items and recomputes the corpus score from summed sufficient statistics."""
+    score = float(metric.corpus_score(preds, [refs]).score)
+    sentence = [float(sent_metric.sentence_score(p, [r]).score) for p, r in zip(preds, refs)]
+    ci = None
+    if n_resamples > 0:
+        from harness.metrics.stats import bootstrap_sufficient
+
+        stats = metric._extract_corpus_statistics(preds, [refs])
+        ci = _ci_dict(
+            bootstrap_sufficient(
+                stats,
+                lambda row: metric._compute_score_from_stats([int(x) for x in row]).score,
+                n_resamples=n_resamples,
+                seed=seed,
+            )
+        )
+    return score, sentence, ci
+
+
 def bleu(
     predictions: Sequence[str],
     references: Sequence[str],
@@ -229,23 +250,9 @@ def bleu(
     preds, refs = list(predictions), list(references)
     if not preds:
         return {"score": None, "ci": None, "n": 0, "tokenize": tok, "signature": None, "sentence": []}
-    score = metric.corpus_score(preds, [refs])
-    sentence = [float(sent_metric.sentence_score(p, [r]).score) for p, r in zip(preds, refs)]
-    ci = None
-    if n_resamples > 0:
-        from harness.metrics.stats import bootstrap_sufficient
-
-        stats = metric._extract_corpus_statistics(preds, [refs])
-        ci = _ci_dict(
-            bootstrap_sufficient(
-                stats,
-                lambda row: metric._compute_score_from_stats([int(x) for x in row]).score,
-                n_resamples=n_resamples,
-                seed=seed,
-            )
-        )
+    score, sentence, ci = _corpus_score(metric, sent_metric, preds, refs, n_resamples, seed)
     return {
-        "score": float(score.score),
+        "score": score,
         "ci": ci,
         "n": len(preds),
         "tokenize": tok,
@@ -273,23 +280,9 @@ def chrf(
     preds, refs = list(predictions), list(references)
     if not preds:
         return {"score": None, "ci": None, "n": 0, "signature": None, "sentence": []}
-    score = metric.corpus_score(preds, [refs])
-    sentence = [float(metric.sentence_score(p, [r]).score) for p, r in zip(preds, refs)]
-    ci = None
-    if n_resamples > 0:
-        from harness.metrics.stats import bootstrap_sufficient
-
-        stats = metric._extract_corpus_statistics(preds, [refs])
-        ci = _ci_dict(
-            bootstrap_sufficient(
-                stats,
-                lambda row: metric._compute_score_from_stats([int(x) for x in row]).score,
-                n_resamples=n_resamples,
-                seed=seed,
-            )
-        )
+    score, sentence, ci = _corpus_score(metric, metric, preds, refs, n_resamples, seed)
     return {
-        "score": float(score.score),
+        "score": score,
         "ci": ci,
         "n": len(preds),
         "signature": str(metric.get_signature()),
