@@ -175,7 +175,8 @@ def _generate_samples(engine, fmt, items: list[Sample], name: str, task: TaskSpe
     gen = cfg.generation
     # system prompt: the item's own (a 'messages' task), else the task's, else the model's
     default_system = task.system_prompt or getattr(engine, "system_prompt", None)
-    prompts = [fmt.render(s.instruction, s.input, system=s.meta.get("system") or default_system) for s in items]
+    prompts = [fmt.render_messages(s.meta["messages"], system=default_system) if s.meta.get("messages")
+               else fmt.render(s.instruction, s.input, system=default_system) for s in items]
     outs = engine.generate(
         prompts,
         max_new_tokens=task.generation.max_new_tokens or gen.max_new_tokens,

@@ -132,3 +132,14 @@ def test_render_training_pairs(tok):
     assert p == "<|user|>\nI</s>\n<|assistant|>\n" and c == "ans</s>\n"
     p, c = render_training("수도는?", "", "서울", get_format("qa-ko", tok))
     assert p == "질문: 수도는?\n답변:" and c == " 서울</s>"
+
+
+def test_render_messages_keeps_earlier_turns_in_named_formats():
+    """A conversation rendered with a one-slot format: the last user turn is the instruction,
+    earlier turns a transcript in the input, the item's system message wins."""
+    fmt = get_format("qa-ko")
+    msgs = [{"role": "system", "content": "S"}, {"role": "user", "content": "첫 질문"},
+            {"role": "assistant", "content": "첫 답"}, {"role": "user", "content": "둘째 질문"}]
+    out = fmt.render_messages(msgs, system="ignored")
+    assert out == fmt.render("둘째 질문", "user: 첫 질문\nassistant: 첫 답", "S")
+    assert fmt.render_messages([{"role": "user", "content": "q"}]) == fmt.render("q")

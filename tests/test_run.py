@@ -25,8 +25,10 @@ ROWS = [
 CHAT_ROWS = [
     {"messages": [{"role": "system", "content": "SYSTEM-MARKER answer in one word."},
                   {"role": "user", "content": f"Say {w}."}, {"role": "assistant", "content": w}]}
-    for w in ("yes", "no", "maybe", "cold")
-]
+    for w in ("yes", "no", "maybe")
+] + [{"messages": [{"role": "system", "content": "SYSTEM-MARKER answer in one word."},
+                   {"role": "user", "content": "EARLIER-TURN: is ice hot?"}, {"role": "assistant", "content": "no"},
+                   {"role": "user", "content": "Say cold."}, {"role": "assistant", "content": "cold"}]}]
 METRICS = ["rouge", "exact_match", "length", "perplexity", "json"]
 RESAMPLES = 100
 
@@ -138,6 +140,9 @@ def test_run_writes_the_run_directory(full_run, tiny_models):
         assert len(chat) == 4
         # a messages task sends its own system message
         assert all("SYSTEM-MARKER" in r["prompt"] and "Say " in r["prompt"] for r in chat)
+        # earlier turns of a conversation reach the prompt too, in order
+        multi = [r["prompt"] for r in chat if "EARLIER-TURN" in r["prompt"]]
+        assert len(multi) == 1 and multi[0].index("EARLIER-TURN") < multi[0].index("Say cold.")
     assert (run / "samples" / "base" / "tiny.jsonl").read_text() != (run / "samples" / "dpo" / "tiny.jsonl").read_text()
     md, html = (run / "report.md").read_text(), (run / "report.html").read_text()
     for text in (md, html):

@@ -130,6 +130,27 @@ class PromptFormat:
                                    fix="Fix the template (variables: instruction, input, system).") from None
         return self._compiled.render(instruction=instruction, input=input or "", system=system or "")
 
+    def render_messages(self, messages: list[dict[str, Any]], system: str | None = None) -> str:
+        """The prompt for the next answer of a conversation (a ``messages`` task item).
+
+        With ``chat`` every earlier turn goes through the tokenizer's chat template; a named
+        format has one instruction slot, so earlier turns become a transcript in its input."""
+        msgs = [m for m in messages if m.get("role") != "system"]
+        own_system = next((m.get("content") for m in messages if m.get("role") == "system"), None)
+        system = own_system or system
+        if self.name == "chat":
+            full = ([{"role": "system", "content": system}] if system else []) + msgs
+            try:
+                return self._apply(full, True)
+            except Exception:
+                if not system:
+                    raise
+                first = dict(msgs[0], content=f"{system}\n\n{msgs[0]['content']}")  # no system role (Gemma)
+                return self._apply([first] + msgs[1:], True)
+        last = msgs[-1].get("content", "") if msgs else ""
+        earlier = "\n".join(f"{m.get('role')}: {m.get('content', '')}" for m in msgs[:-1])
+        return self.render(last, earlier, system)
+
     def _messages(self, instruction: str, input: str, system: str | None, merge_system: bool):
         user = instruction + (f"\n\n{input}" if input else "")
         if system and merge_system:
