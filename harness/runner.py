@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ class Plan:
     models: list[str]
     tasks: list[TaskSpec]
     resolved: dict[str, Any]  # name -> ResolvedModel (responses models excluded)
+    items: dict[str, list[Sample]] = field(default_factory=dict)  # task -> its items (data read and checked)
     judge_backend: Any = None  # a judging backend, already checked reachable
     judge_label: str = "none"
     _pool: Any = None
@@ -112,7 +113,9 @@ def make_plan(cfg: HarnessConfig, models: list[str] | None = None) -> Plan:
         spec = cfg.models[name]
         if spec.responses and not cfg.resolve_path(spec.responses).is_file():
             raise HarnessError(f"models.{name}.responses: file not found: {spec.responses}")
-    return Plan(config=cfg, models=names, tasks=tasks, resolved=resolved)
+    # read every data file now: a bad line fails before a run directory exists or a model loads
+    items = {t.name: load_samples(t, cfg.limit) for t in tasks}
+    return Plan(config=cfg, models=names, tasks=tasks, resolved=resolved, items=items)
 
 
 def check_judge(plan: Plan) -> None:
@@ -218,7 +221,7 @@ def execute(plan: Plan, rundir, progress: Progress) -> None:
     """Run every unit not already done in ``rundir``."""
     cfg = plan.config
     limit = cfg.limit
-    items_by_task = {t.name: load_samples(t, limit) for t in plan.tasks}
+    items_by_task = plan.items
     model_info: dict[str, Any] = rundir.run_info().get("models", {}) if rundir.exists("run.json") else {}
     try:
         for name in plan.models:

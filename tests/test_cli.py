@@ -106,6 +106,7 @@ def test_task_data_with_a_non_json_line(tmp_path):
     cfg.write_text("models:\n  mine: {responses: answers.jsonl}\ntasks: [t.yaml]\noutput_dir: out\n")
     line = _user_error("run", "-c", str(cfg), "-q")
     assert f"{data}:3: not valid JSON" in line and "Each line must be one JSON object" in line
+    assert not (tmp_path / "out").exists()  # checked while planning: no half-made run directory
 
 
 def test_bad_task_name_and_run_dirs(tmp_path):
