@@ -115,7 +115,22 @@ def make_plan(cfg: HarnessConfig, models: list[str] | None = None) -> Plan:
             raise HarnessError(f"models.{name}.responses: file not found: {spec.responses}")
     # read every data file now: a bad line fails before a run directory exists or a model loads
     items = {t.name: load_samples(t, cfg.limit) for t in tasks}
+    for task in tasks:
+        if "json" in task.metrics:
+            _check_json_references(task, items[task.name])
     return Plan(config=cfg, models=names, tasks=tasks, resolved=resolved, items=items)
+
+
+def _check_json_references(task: TaskSpec, items: list[Sample]) -> None:
+    """The json metric compares answers with JSON references: catch text references now."""
+    from harness.metrics.structured import extract_json
+
+    for s in items:
+        if extract_json(s.reference) is None:
+            raise HarnessError(f"task {task.name}: item {s.id} has a reference that is not JSON "
+                               f"({s.reference[:40]!r}) but the task asks for the json metric",
+                               fix=f"Remove 'json' from metrics in {task.source or 'the task file'}, "
+                                   "or write the references as JSON objects.")
 
 
 def check_judge(plan: Plan) -> None:

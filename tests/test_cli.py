@@ -194,3 +194,14 @@ def test_api_verbs_are_not_shadowed_by_modules():
             "from harness import run as after; assert before is api.run and after is api.run, (before, after)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
+
+
+def test_json_metric_on_text_references_fails_while_planning(tmp_path):
+    (tmp_path / "d.jsonl").write_text('{"instruction": "a", "output": "plain text"}\n')
+    (tmp_path / "t.yaml").write_text("name: t\ndata: d.jsonl\nmetrics: [json]\n")
+    (tmp_path / "answers.jsonl").write_text('{"instruction": "a", "model_response": "{}"}\n')
+    cfg = tmp_path / "harness.yaml"
+    cfg.write_text("models:\n  mine: {responses: answers.jsonl}\ntasks: [t.yaml]\noutput_dir: out\n")
+    line = _user_error("run", "-c", str(cfg), "-q")
+    assert "task t: item t-0000 has a reference that is not JSON" in line and "Remove 'json'" in line
+    assert not (tmp_path / "out").exists()
