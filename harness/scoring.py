@@ -22,8 +22,8 @@ CORPUS_METRICS = {"bleu": "bleu_sent", "chrf": "chrf_sent"}
 BINARY_EXTRA = {"acc", "acc_norm"}
 
 
-def direction(metric: str) -> tuple[bool, bool]:
-    """(higher_is_better, binary) for a per-sample output name; lengths count as 'higher'."""
+def direction(metric: str) -> tuple[bool | None, bool]:
+    """(higher_is_better, binary) for a per-sample output name; None: no better direction (lengths)."""
     if metric in ("perplexity", "bits_per_byte"):
         return False, False
     if metric in BINARY_EXTRA:
@@ -34,7 +34,7 @@ def direction(metric: str) -> tuple[bool, bool]:
         _, hib, binary = output_spec(metric)
     except Exception:  # noqa: BLE001 - an unknown output name is still aggregated
         return True, False
-    return (True if hib is None else bool(hib)), bool(binary)
+    return (None if hib is None else bool(hib)), bool(binary)
 
 
 def _aligned(per_model: dict[str, list[Sample]]) -> tuple[list[str], dict[str, dict[str, Sample]]]:
@@ -70,8 +70,10 @@ def task_group(per_model: dict[str, list[Sample]], seed: int = 0, n_resamples: i
         hib, binary = direction(metric)
         if metric in sentence_level and corpus:  # replaced by corpus BLEU / chrF below
             continue
+        if hib is None:  # stored as 'higher' (MetricValue needs a bool); reports show no winner
+            group["info"].setdefault("neutral", []).append(metric)
         for m in models:
-            group["models"][m][metric] = aggregate(values[m], higher_is_better=hib, seed=seed,
+            group["models"][m][metric] = aggregate(values[m], higher_is_better=hib is not False, seed=seed,
                                                    n_resamples=n_resamples).to_dict()
         group["paired"] += [t.to_dict() for t in compare_models(values, metric, binary=binary, seed=seed,
                                                                 n_resamples=n_resamples)]

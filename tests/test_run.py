@@ -157,6 +157,7 @@ def test_scores_have_groups_intervals_and_paired_tests(full_run):
     assert {"tiny", "chat", "all", "judge"} <= set(groups)
     tiny = groups["tiny"]
     assert tiny["kind"] == "task" and tiny["info"]["n_items"] == 4
+    assert {"length_chars", "length_words", "length_tokens"} <= set(tiny["info"]["neutral"])  # no "better" side
     for model in ("base", "sft", "dpo"):
         mvs = tiny["models"][model]
         assert {"rougeL", "exact_match", "length_chars", "valid_json", "perplexity", "bits_per_byte"} <= set(mvs)

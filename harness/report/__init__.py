@@ -102,7 +102,7 @@ class Row:
     group: str
     metric: str
     label: str
-    higher_is_better: bool
+    higher_is_better: bool | None  # None: no better direction (e.g. answer length)
     cells: list[Cell]
     deltas: list[Delta]
     dec: int = 3
@@ -157,7 +157,7 @@ def find_test(paired: list[dict], metric: str, a: str, b: str) -> tuple[PairedTe
     return None, 1
 
 
-def make_delta(model: str, ref: str, a: MetricValue | None, b: MetricValue | None, hib: bool,
+def make_delta(model: str, ref: str, a: MetricValue | None, b: MetricValue | None, hib: bool | None,
                test: PairedTest | None = None, sign: int = 1) -> Delta:
     diff = ci = p = name = None
     significant = False
@@ -170,7 +170,7 @@ def make_delta(model: str, ref: str, a: MetricValue | None, b: MetricValue | Non
     elif a is not None and b is not None and a.value is not None and b.value is not None:
         diff = a.value - b.value
     better = None
-    if diff is not None and diff != 0:
+    if diff is not None and diff != 0 and hib is not None:
         better = (diff > 0) == hib
     return Delta(model, ref, diff, ci, p, name, significant, better)
 
@@ -190,8 +190,10 @@ def metric_rows(group: str, gdata: dict, models: list[str], *, label_prefix: str
         cells = [Cell(m, _mv((per_model.get(m) or {}).get(k))) for m in models]
         present = [c for c in cells if c.mv is not None]
         hib = present[0].mv.higher_is_better if present else True
+        if k in ((gdata.get("info") or {}).get("neutral") or ()):
+            hib = None
         vals = [c.mv.value for c in present if c.mv.value is not None]
-        if len(vals) > 1:
+        if len(vals) > 1 and hib is not None:
             best = max(vals) if hib else min(vals)
             for c in present:
                 c.best = c.mv.value is not None and c.mv.value == best

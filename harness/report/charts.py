@@ -44,7 +44,7 @@ def _tick_label(v: float) -> str:
 
 
 def bar_chart(title: str, bars: list[tuple[str, float | None, tuple[float, float] | None]],
-              colors: dict[str, str], *, higher_is_better: bool = True, width: int = 300, height: int = 200) -> str:
+              colors: dict[str, str], *, higher_is_better: bool | None = True, width: int = 300, height: int = 200) -> str:
     """One metric: a bar per model with its 95% interval as a whisker."""
     pad_l, pad_r, pad_t, pad_b = 44, 10, 28, 34
     vals = [v for _, v, _ in bars if v is not None]
@@ -58,10 +58,10 @@ def bar_chart(title: str, bars: list[tuple[str, float | None, tuple[float, float
     def y(v):
         return pad_t + ph * (1 - (v - y0) / (y1 - y0))
 
-    arrow = "↑" if higher_is_better else "↓"
+    arrow = {True: "↑", False: "↓", None: "·"}[higher_is_better]
     out = [(f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            f'viewBox="0 0 {width} {height}" role="img" aria-label="{_e(title)}">'),
-           f'<title>{_e(title)} ({"higher" if higher_is_better else "lower"} is better)</title>',
+           f'<title>{_e(title)} ({ {True: "higher is better", False: "lower is better", None: "no better direction"}[higher_is_better] })</title>',
            f'<text x="{pad_l}" y="16" class="ct">{_e(title)} <tspan class="cm">{arrow}</tspan></text>']
     for t in ticks:
         yy = y(t)

@@ -47,7 +47,7 @@ def metric_table(rows: list[Row], models: list[str], comps: list[tuple[str, str]
         header.append("n / missing" + (" (per model)" if len(models) > 1 else ""))
     body = []
     for r in rows:
-        arrow = "↑" if r.higher_is_better else "↓"
+        arrow = {True: "↑", False: "↓", None: "·"}[r.higher_is_better]
         line = [f"{md_escape(r.label)} {arrow}"]
         for c in r.cells:
             v = r.value_text(c)  # digits, signs and brackets only: no escaping needed
@@ -70,7 +70,7 @@ def _kv(d: dict[str, Any]) -> str:
 
 
 def _legend(view: ReportView) -> str:
-    return (f"Values: mean [95% bootstrap interval]; ↑/↓ after a metric: higher/lower is better; "
+    return (f"Values: mean [95% bootstrap interval]; ↑/↓ after a metric: higher/lower is better (· no better direction, e.g. length); "
             f"**bold**: best in the row. Deltas: {SIG_NOTE}.")
 
 
