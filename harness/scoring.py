@@ -143,7 +143,7 @@ def _bpb(row) -> float:
 def _paired_corpus(models: list[str], rows: dict[str, list], score_fn, metric: str, seed: int,
                    n_resamples: int) -> list[dict[str, Any]]:
     """Paired corpus bootstrap for every later model against every earlier one."""
-    from harness.metrics.stats import paired_bootstrap_sufficient
+    from harness.metrics.stats import MIN_PAIRED_N, paired_bootstrap_sufficient
     from harness.records import PairedTest
 
     out = []
@@ -154,7 +154,7 @@ def _paired_corpus(models: list[str], rows: dict[str, list], score_fn, metric: s
                 continue
             res = paired_bootstrap_sufficient(rows[a], rows[b], score_fn, seed=seed, n_resamples=n_resamples)
             out.append(PairedTest(metric=metric, a=a, b=b, diff=res["diff"], ci=res["ci"], p_value=res["p_value"],
-                                  test="paired-bootstrap (corpus)", significant=bool(res["p_value"] < 0.05),
+                                  test="paired-bootstrap (corpus)", significant=bool(res["p_value"] < 0.05 and res["n"] >= MIN_PAIRED_N),
                                   n=res["n"]).to_dict())
     return out
 

@@ -185,3 +185,13 @@ def test_paired_bootstrap_sufficient_corpus_perplexity():
     assert res["ci"][1] < 0 and res["p_value"] < 0.05
     same = paired_bootstrap_sufficient(b, b, fn, seed=0)
     assert same["diff"] == 0 and same["p_value"] == 1.0
+
+
+def test_too_few_shared_samples_are_never_significant():
+    """With one or two shared samples the bootstrap has no spread: no 'significant' claim."""
+    from harness.metrics.stats import MIN_PAIRED_N, compare_models
+
+    tiny = compare_models({"base": [0.0, 0.0], "sft": [100.0, 100.0]}, "judge")
+    assert tiny[0].diff == 100.0 and not tiny[0].significant
+    enough = compare_models({"base": [0.0] * MIN_PAIRED_N, "sft": [100.0] * MIN_PAIRED_N}, "judge")
+    assert enough[0].significant

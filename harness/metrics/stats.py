@@ -314,6 +314,9 @@ def mcnemar(
     return float(stat), float(chi2.sf(stat, 1))
 
 
+MIN_PAIRED_N = 5  # below this many shared samples a bootstrap p-value is degenerate: never "significant"
+
+
 def compare_models(
     per_model: dict[str, Sequence[float | None]],
     metric: str,
@@ -327,7 +330,8 @@ def compare_models(
 
     Every test reports the paired-bootstrap difference and interval; binary metrics take
     their p-value from McNemar's test (``test="mcnemar"``), others from the bootstrap.
-    ``significant`` means p < ``alpha``. Pairs with no sample scored by both are left out.
+    ``significant`` means p < ``alpha`` on at least ``MIN_PAIRED_N`` shared samples. Pairs
+    with no sample scored by both are left out.
     """
     names = list(per_model)
     tests: list[PairedTest] = []
@@ -352,7 +356,7 @@ def compare_models(
                     ci=boot["ci"],
                     p_value=p,
                     test=test,
-                    significant=bool(p < alpha),
+                    significant=bool(p < alpha and boot["n"] >= MIN_PAIRED_N),
                     n=boot["n"],
                 )
             )

@@ -314,7 +314,8 @@ def _train_info(model: str, man: dict) -> TrainInfo:
             eval_loss.append((float(step), float(rec["eval_loss"])))
     known = {"kind", "base", "hyperparameters", "log", "wall_time_s", "device"}
     return TrainInfo(
-        model=model, kind=str(man.get("kind") or "?"), base=str(man.get("base") or ""),
+        model=model, kind=str(man.get("kind") or "?"),
+        base=str((man.get("base") or {}).get("ref", "") if isinstance(man.get("base"), dict) else man.get("base") or ""),
         hyperparameters=dict(man.get("hyperparameters") or {}), loss=loss, eval_loss=eval_loss,
         wall_time_s=man.get("wall_time_s"), device=man.get("device"),
         extra={k: v for k, v in man.items() if k not in known},
