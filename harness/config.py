@@ -190,16 +190,20 @@ def config_from_dict(data: Any, *, where: str = "config", base_dir: str | Path =
 
 def load_config(path: str | Path) -> HarnessConfig:
     """Read and validate a harness.yaml."""
-    import yaml
-
     p = Path(path)
     if not p.is_file():
         raise HarnessError(f"config file not found: {p}", fix="Pass --config PATH or run without one for the demo.")
+    return config_from_dict(read_yaml(p), where=str(p), base_dir=p.resolve().parent)
+
+
+def read_yaml(path: Path) -> Any:
+    """A YAML file's content; a syntax error names file:line (configs, task files)."""
+    import yaml
+
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise HarnessError(f"{p}{line}: not valid YAML: {problem}", fix="Fix the YAML syntax.") from None
-    return config_from_dict(data, where=str(p), base_dir=p.resolve().parent)
+        raise HarnessError(f"{path}{line}: not valid YAML: {problem}", fix="Fix the YAML syntax.") from None

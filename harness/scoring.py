@@ -7,11 +7,8 @@ paired test (paired bootstrap; McNemar for 0/1 metrics).
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from typing import Any
-
-import numpy as np
 
 from harness.records import MetricValue, Sample
 
@@ -57,8 +54,8 @@ def _metric_names(samples: list[Sample]) -> list[str]:
 def task_group(per_model: dict[str, list[Sample]], seed: int = 0, n_resamples: int = 1000,
                corpus: bool = True) -> dict[str, Any]:
     """One scores.json group for samples of one task (or pooled tasks when corpus=False)."""
-    from harness.metrics.perplexity import aggregate_perplexity
-    from harness.metrics.stats import aggregate, bootstrap_sufficient, compare_models
+    from harness.metrics.perplexity import aggregate_bits_per_byte, aggregate_perplexity
+    from harness.metrics.stats import aggregate, compare_models
 
     ids, by_id = _aligned(per_model)
     models = list(per_model)
@@ -88,12 +85,7 @@ def task_group(per_model: dict[str, list[Sample]], seed: int = 0, n_resamples: i
             group["models"][m]["perplexity"] = aggregate_perplexity(nll, toks, seed=seed,
                                                                     n_resamples=n_resamples).to_dict()
             nll_stats[m] = list(zip(nll, toks, nbytes))
-            present = [(a, b) for a, _, b in nll_stats[m] if a is not None and b]
-            bpb = MetricValue(value=None, n=0, missing=len(ss) - len(present), higher_is_better=False)
-            if present:
-                ci = bootstrap_sufficient(present, _bpb, seed=seed, n_resamples=n_resamples)
-                bpb = MetricValue(value=_bpb(np.sum(present, axis=0)), ci=ci.as_ci(), n=len(present),
-                                  missing=bpb.missing, higher_is_better=False)
+            bpb = aggregate_bits_per_byte(nll, nbytes, seed=seed, n_resamples=n_resamples)
             group["models"][m]["bits_per_byte"] = bpb.to_dict()
         both = [k for k in range(len(ids)) if all(None not in nll_stats[m][k][:2] for m in models)]
         ppl_rows = {m: [nll_stats[m][k][:2] for k in both] for m in models}
@@ -133,11 +125,15 @@ def _corpus_metrics(group, per_model, by_id, ids, seed, n_resamples) -> None:
 
 
 def _ppl(row) -> float:
-    return float(math.exp(row[0] / row[1]))
+    from harness.metrics.perplexity import perplexity
+
+    return perplexity(row[0], row[1])
 
 
 def _bpb(row) -> float:
-    return float(row[0] / (row[1] * math.log(2)))
+    from harness.metrics.perplexity import bits_per_byte
+
+    return bits_per_byte(row[0], row[1])
 
 
 def _paired_corpus(models: list[str], rows: dict[str, list], score_fn, metric: str, seed: int,

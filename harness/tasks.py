@@ -15,7 +15,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from harness.config import read_yaml
 from harness.errors import HarnessError
+from harness.metrics.lexical import detect_lang
 from harness.records import Sample
 
 REPO_TASKS = Path(__file__).resolve().parent.parent / "tasks"
@@ -72,18 +74,6 @@ class TaskSpec(BaseModel):
         return h.hexdigest()[:12]
 
 
-def _read_yaml(path: Path) -> Any:
-    import yaml
-
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise HarnessError(f"{path}{line}: not valid YAML: {getattr(err, 'problem', err)}",
-                           fix="Fix the YAML syntax.") from None
-
-
 def task_search_dirs(extra: list[Path] | None = None) -> list[Path]:
     dirs = list(extra or []) + [Path.cwd() / "tasks", REPO_TASKS]
     seen, out = set(), []
@@ -130,7 +120,7 @@ def _load_ref(ref: str, extra: list[Path] | None, depth: int) -> list[TaskSpec]:
     if depth > 5:
         raise HarnessError(f"suite nesting too deep at '{ref}'", fix="Check suites for a loop.")
     path = find_task_file(ref, extra)
-    data = _read_yaml(path)
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise HarnessError(f"{path}: expected a mapping with 'name:' and 'data:' (or 'suite:')")
     if "suite" in data:
@@ -216,14 +206,6 @@ def _hub_rows(task: TaskSpec) -> list[dict[str, Any]]:
     return [dict(r) for r in ds]
 
 
-def _detect_lang(text: str) -> str:
-    letters = [c for c in text if c.isalpha()]
-    if not letters:
-        return "en"
-    hangul = sum(1 for c in letters if "\uac00" <= c <= "\ud7a3" or "\u3131" <= c <= "\u318e")
-    return "ko" if hangul / len(letters) >= 0.3 else "en"
-
-
 def _row_to_sample(task: TaskSpec, row: dict[str, Any], i: int, where: str) -> Sample:
     f = task.fields
     if f.messages:
@@ -248,7 +230,7 @@ def _row_to_sample(task: TaskSpec, row: dict[str, Any], i: int, where: str) -> S
         reference = ref if isinstance(ref, str) else json.dumps(ref, ensure_ascii=False)
         meta = {}
     sid = str(row[f.id]) if f.id and f.id in row else f"{task.name}-{i:04d}"
-    lang = task.language if task.language != "auto" else _detect_lang(instruction + " " + inp + " " + reference)
+    lang = task.language if task.language != "auto" else detect_lang(instruction + " " + inp + " " + reference)
     extra = {k: v for k, v in row.items() if k in ("skill", "lang", "category")}
     return Sample(id=sid, task=task.name, lang=lang, instruction=instruction, input=inp,
                   reference=reference, meta={**meta, **extra})

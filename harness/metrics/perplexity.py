@@ -60,6 +60,21 @@ def corpus_bits_per_byte(nll_sums: Sequence[float | None], n_bytes: Sequence[int
     return sum(s for s, _ in pairs) / (sum(c for _, c in pairs) * math.log(2))
 
 
+def _aggregate_corpus(nums, dens, score_fn, n_resamples: int, alpha: float, seed: int) -> MetricValue:
+    """A lower-is-better corpus metric ``score_fn(sum num, sum den)`` with a bootstrap interval
+    that resamples samples; samples without a numerator or denominator count as missing."""
+    from harness.metrics.stats import bootstrap_sufficient
+
+    pairs = _present(nums, dens)
+    missing = len(nums) - len(pairs)
+    if not pairs:
+        return MetricValue(value=None, ci=None, n=0, missing=missing, higher_is_better=False)
+    ci = bootstrap_sufficient([[s, c] for s, c in pairs], lambda row: score_fn(row[0], row[1]),
+                              n_resamples=n_resamples, alpha=alpha, seed=seed)
+    value = score_fn(sum(s for s, _ in pairs), sum(c for _, c in pairs))
+    return MetricValue(value=value, ci=ci.as_ci(), n=len(pairs), missing=missing, higher_is_better=False)
+
+
 def aggregate_perplexity(
     nll_sums: Sequence[float | None],
     n_tokens: Sequence[int | None],
@@ -70,23 +85,16 @@ def aggregate_perplexity(
     """Corpus perplexity as a MetricValue (lower is better) with a bootstrap interval that
     resamples samples and recomputes ``exp(sum NLL / sum tokens)``. Samples without NLL or
     tokens count as missing."""
-    from harness.metrics.stats import bootstrap_sufficient
+    return _aggregate_corpus(nll_sums, n_tokens, perplexity, n_resamples, alpha, seed)
 
-    pairs = _present(nll_sums, n_tokens)
-    missing = len(nll_sums) - len(pairs)
-    if not pairs:
-        return MetricValue(value=None, ci=None, n=0, missing=missing, higher_is_better=False)
-    ci = bootstrap_sufficient(
-        [[s, c] for s, c in pairs],
-        lambda row: math.exp(row[0] / row[1]),
-        n_resamples=n_resamples,
-        alpha=alpha,
-        seed=seed,
-    )
-    return MetricValue(
-        value=corpus_perplexity(nll_sums, n_tokens),
-        ci=ci.as_ci(),
-        n=len(pairs),
-        missing=missing,
-        higher_is_better=False,
-    )
+
+def aggregate_bits_per_byte(
+    nll_sums: Sequence[float | None],
+    n_bytes: Sequence[int | None],
+    n_resamples: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> MetricValue:
+    """Corpus bits per byte (``sum NLL / (sum bytes * ln 2)``, lower is better) with its
+    bootstrap interval; comparable across tokenizers."""
+    return _aggregate_corpus(nll_sums, n_bytes, bits_per_byte, n_resamples, alpha, seed)
