@@ -230,3 +230,34 @@ class progress_bar:
         if self._bar is not None:
             self._bar.__exit__(*exc)
         return False
+
+
+def save_checkpoint(trainer, out: Path, *, kind: str, base: dict[str, Any], data: dict[str, Any],
+                    hyperparameters: dict[str, Any], prompt_format, started: float,
+                    fingerprint_folder: str | Path) -> Path:
+    """Save the trained adapter (or full model) and its tokenizer, write ``harness-train.json``
+    and remove the trainer's scratch folder. ``fingerprint_folder`` is what the adapter sits on
+    (the base, or the SFT adapter under a DPO adapter); the loader checks it."""
+    import shutil
+
+    from harness.train.manifest import base_fingerprint, build_manifest, write_manifest
+
+    out = Path(out)
+    trainer.model.save_pretrained(out)
+    trainer.processing_class.save_pretrained(out)
+    manifest = build_manifest(
+        kind=kind,
+        base=base,
+        data=data,
+        hyperparameters={**hyperparameters, "prompt_format": prompt_format.name,
+                         "template_hash": prompt_format.template_hash},
+        log_history=trainer.state.log_history,
+        started=started,
+        device=device_name(),
+        extra={"steps": trainer.state.global_step,
+               # what harness.models.load compares with the folder it resolves (same hash as load.fingerprint)
+               "base_fingerprint": base_fingerprint(fingerprint_folder)},
+    )
+    write_manifest(out, manifest)
+    shutil.rmtree(out / "trainer", ignore_errors=True)
+    return out

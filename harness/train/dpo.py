@@ -18,13 +18,7 @@ from typing import Any
 from harness.errors import HarnessError
 from harness.train import common
 from harness.train import data as tdata
-from harness.train.manifest import (
-    base_fingerprint,
-    build_manifest,
-    model_fingerprint,
-    read_manifest,
-    write_manifest,
-)
+from harness.train.manifest import model_fingerprint, read_manifest
 
 
 @dataclass
@@ -140,27 +134,17 @@ def train_dpo(opts: DPOOptions | None = None, progress: Callable | None = None, 
     trainer, info = build_dpo_trainer(opts, progress)
     trainer.train()
     out = Path(opts.output)
-    trainer.model.save_pretrained(out)
-    trainer.processing_class.save_pretrained(out)
     sft_dir = info["sft_dir"]
     # The adapter sits on the SFT-merged model: name the SFT adapter (relative when it can be) as base.
     base_for_config = (os.path.relpath(Path(sft_dir).resolve(), out.resolve()) if sft_dir is not None
                        else common.portable_base_ref(info["base_ref"]))
-    common.set_adapter_base(out, base_for_config)
-    fmt = info["prompt_format"]
     hyper = {k: v for k, v in asdict(opts).items() if k not in ("model", "data", "output", "val_data", "sft_adapter")}
     base = {"ref": common.portable_base_ref(info["base_ref"]), "sha256": model_fingerprint(info["base_path"])}
     if sft_dir is not None:
         base["sft_adapter"] = base_for_config
         base["sft_manifest_finished"] = (read_manifest(sft_dir) or {}).get("finished")
-    manifest = build_manifest(kind="dpo", base=base, data=info["data"],
-                              hyperparameters={**hyper, "prompt_format": fmt.name, "template_hash": fmt.template_hash},
-                              log_history=trainer.state.log_history, started=started, device=common.device_name(),
-                              extra={"steps": trainer.state.global_step,
-                                     "base_fingerprint": base_fingerprint(sft_dir if sft_dir is not None
-                                                                          else info["base_path"])})
-    write_manifest(out, manifest)
-    import shutil
-
-    shutil.rmtree(out / "trainer", ignore_errors=True)
+    common.save_checkpoint(trainer, out, kind="dpo", base=base, data=info["data"], hyperparameters=hyper,
+                           prompt_format=info["prompt_format"], started=started,
+                           fingerprint_folder=sft_dir if sft_dir is not None else info["base_path"])
+    common.set_adapter_base(out, base_for_config)
     return out

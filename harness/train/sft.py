@@ -16,7 +16,7 @@ from typing import Any
 from harness.errors import HarnessError
 from harness.train import common
 from harness.train import data as tdata
-from harness.train.manifest import base_fingerprint, build_manifest, model_fingerprint, write_manifest
+from harness.train.manifest import model_fingerprint
 
 
 @dataclass
@@ -116,26 +116,12 @@ def train_sft(opts: SFTOptions | None = None, progress: Callable | None = None, 
     trainer, info = build_sft_trainer(opts, progress)
     trainer.train()
     out = Path(opts.output)
-    trainer.model.save_pretrained(out)
-    trainer.processing_class.save_pretrained(out)
+    hyper = {k: v for k, v in asdict(opts).items() if k not in ("model", "data", "output", "val_data")}
+    common.save_checkpoint(
+        trainer, out, kind="sft",
+        base={"ref": common.portable_base_ref(opts.model), "sha256": model_fingerprint(info["base_path"])},
+        data=info["data"], hyperparameters=hyper, prompt_format=info["prompt_format"], started=started,
+        fingerprint_folder=info["base_path"])
     if opts.method != "full":
         common.set_adapter_base(out, common.portable_base_ref(opts.model))
-    fmt = info["prompt_format"]
-    hyper = {k: v for k, v in asdict(opts).items() if k not in ("model", "data", "output", "val_data")}
-    manifest = build_manifest(
-        kind="sft",
-        base={"ref": common.portable_base_ref(opts.model), "sha256": model_fingerprint(info["base_path"])},
-        data=info["data"],
-        hyperparameters={**hyper, "prompt_format": fmt.name, "template_hash": fmt.template_hash},
-        log_history=trainer.state.log_history,
-        started=started,
-        device=common.device_name(),
-        extra={"steps": trainer.state.global_step,
-               # what harness.models.load compares with the base it resolves (same hash as load.fingerprint)
-               "base_fingerprint": base_fingerprint(info["base_path"])},
-    )
-    write_manifest(out, manifest)
-    import shutil
-
-    shutil.rmtree(out / "trainer", ignore_errors=True)
     return out
