@@ -162,9 +162,12 @@ class JudgeDefinition:
 
     def render(self, lang: str, **variables: Any) -> list[dict[str, str]]:
         """The chat messages for one judgement, in the sample's language."""
+        from harness.templating import compile_template, render_template
+
         pl = self.prompt_lang(lang)
-        tpl = _jinja_env().from_string(self.templates[pl])
-        user = tpl.render(lang=pl, min=self.lo, max=self.hi, **variables).strip()
+        where = str((self.path.parent / self.spec.prompts[pl]).resolve())
+        tpl = compile_template(self.templates[pl], where, strict=True)
+        user = render_template(tpl, where, lang=pl, min=self.lo, max=self.hi, **variables).strip()
         messages = []
         system = self.spec.system.get(pl) or self.spec.system.get("en")
         if system:
@@ -178,20 +181,6 @@ class JudgeDefinition:
         if text:
             return text.strip()
         return _DEFAULT_REASK[self.kind].format(min=self.lo, max=self.hi)
-
-
-_ENV = None
-
-
-def _jinja_env():
-    global _ENV
-    if _ENV is None:
-        import jinja2
-
-        _ENV = jinja2.Environment(
-            undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False
-        )
-    return _ENV
 
 
 def _judge_dirs() -> list[Path]:
@@ -262,6 +251,8 @@ def load_judge(name_or_path: str | os.PathLike) -> JudgeDefinition:
     import jinja2
     from jinja2 import meta
 
+    from harness.templating import compile_template, render_template, sandboxed_env
+
     allowed = _POINTWISE_VARS if spec.kind == "pointwise" else _PAIRWISE_VARS
     needed = {"answer"} if spec.kind == "pointwise" else {"answer_a", "answer_b"}
     if spec.reference == "required":
@@ -273,7 +264,7 @@ def load_judge(name_or_path: str | os.PathLike) -> JudgeDefinition:
             raise HarnessError(f"{yaml_path}: field 'prompts.{lang}': template file {tpath} not found")
         src = tpath.read_text(encoding="utf-8")
         try:
-            used = meta.find_undeclared_variables(_jinja_env().parse(src))
+            used = meta.find_undeclared_variables(sandboxed_env(strict=True).parse(src))
         except jinja2.TemplateSyntaxError as e:
             raise HarnessError(f"{tpath}:{e.lineno}: template syntax error: {e.message}") from None
         unknown = used - allowed
@@ -289,6 +280,12 @@ def load_judge(name_or_path: str | os.PathLike) -> JudgeDefinition:
                 fix="Add {{ " + min(missing) + " }} to the prompt.",
             )
         templates[lang] = src
+    # render each template once with stand-in values: a template the sandbox blocks fails here,
+    # before any model loads or any request is sent
+    for lang, src in templates.items():
+        where = str((yaml_path.parent / spec.prompts[lang]).resolve())
+        render_template(compile_template(src, where, strict=True), where, lang=lang, min=0, max=1,
+                        **{v: "x" for v in allowed - {"lang", "min", "max"}})
     canon = json.dumps(
         {"spec": spec.model_dump(), "templates": templates}, sort_keys=True, ensure_ascii=False
     )

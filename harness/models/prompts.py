@@ -90,12 +90,6 @@ NAMED: dict[str, _Named] = {
 }
 
 
-def _jinja_env():
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    return ImmutableSandboxedEnvironment(keep_trailing_newline=True)
-
-
 def _hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
@@ -111,6 +105,7 @@ class PromptFormat:
     prompt_headers: list[str] = field(default_factory=list)
     end_token: str | None = None                    # closes a training completion
     completion_prefix: str = ""
+    source: str | None = None                       # the file a user template came from
     tokenizer: Any = field(default=None, repr=False, compare=False)  # only for ``chat``
     _compiled: Any = field(default=None, repr=False, compare=False)
 
@@ -122,13 +117,14 @@ class PromptFormat:
         """The full prompt text, ending where the answer begins."""
         if self.name == "chat":
             return self._render_chat(instruction, input or "", system)
+        from harness.templating import compile_template, render_template
+
+        where = self.source or f"prompt format {self.name!r}"
         if self._compiled is None:
-            try:
-                self._compiled = _jinja_env().from_string(self.template)
-            except Exception as err:  # jinja2.TemplateSyntaxError  # noqa: BLE001 (jinja TemplateError and friends)
-                raise HarnessError(f"prompt format {self.name!r}: not a valid Jinja template: {err}",
-                                   fix="Fix the template (variables: instruction, input, system).") from None
-        return self._compiled.render(instruction=instruction, input=input or "", system=system or "")
+            self._compiled = compile_template(self.template, where,
+                                              fix="Fix the template (variables: instruction, input, system).")
+        return render_template(self._compiled, where, instruction=instruction, input=input or "",
+                               system=system or "")
 
     def render_messages(self, messages: list[dict[str, Any]], system: str | None = None) -> str:
         """The prompt for the next answer of a conversation (a ``messages`` task item).
@@ -220,7 +216,8 @@ def get_format(spec: str | None, tokenizer: Any = None, *, base_dir: str | Path 
     fmt_stops, resp, prompt = _infer_stops(text)
     if eos and eos not in fmt_stops and eos in text:
         fmt_stops.append(eos)
-    fmt = PromptFormat(name, text, fmt_stops, resp, prompt, end_token=eos)
+    fmt = PromptFormat(name, text, fmt_stops, resp, prompt, end_token=eos,
+                       source=str(p) if name.startswith("file:") else None)
     fmt.render("x", "y", None)  # fail now on a broken template, not in the middle of a run
     return fmt
 
