@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.io import write_json
 
 SCHEMA = 1
 KIND = "harness-baseline"
@@ -214,13 +215,7 @@ def save_baseline(run_dir: str | Path, name: str, out_dir: str | Path = "baselin
         "samples": samples,
         "samples_omitted": omitted,
     }
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{name}.json"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_json(Path(out_dir) / f"{name}.json", doc, indent=1)
 
 
 @dataclass

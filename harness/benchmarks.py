@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.io import write_text
 from harness.records import MetricValue
 
 MINI_NAMES = ("mmlu-mini", "kmmlu-mini", "hellaswag-mini")
@@ -311,10 +312,7 @@ def _yaml_str(s: str) -> str:
 def _atomic_write(path: Path, data: bytes) -> None:
     if path.exists() and path.read_bytes() == data:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_text(path, data.decode("utf-8"))
 
 
 def _write_mini(root: Path, name: str, items: list[dict], yaml_template: str, source: str,
@@ -767,7 +765,7 @@ def benchmark_group(results_by_model: dict[str, BenchmarkResult], models_order: 
                     seed: int = 0, n_resamples: int = 1000) -> dict[str, Any]:
     """The scores.json group of one benchmark: metrics per model, paired McNemar tests on
     per-sample correctness (samples both models have) between every pair, in order."""
-    from harness.metrics.stats import compare_models
+    from harness.metrics.stats import compare_models, model_pairs
 
     order = [m for m in (models_order or list(results_by_model)) if m in results_by_model]
     if not order:
@@ -778,14 +776,11 @@ def benchmark_group(results_by_model: dict[str, BenchmarkResult], models_order: 
     for metric in metrics_all:
         per_model_map = {m: results_by_model[m].per_sample(metric) for m in order
                          if metric in results_by_model[m].metrics}
-        names = list(per_model_map)
-        for j in range(len(names)):
-            for i in range(j):  # later model a vs earlier model b, on the questions both have
-                a, b = names[j], names[i]
-                keys = sorted(set(per_model_map[a]) & set(per_model_map[b]))
-                pair = {b: [per_model_map[b][k] for k in keys], a: [per_model_map[a][k] for k in keys]}
-                paired += [t.to_dict() for t in compare_models(pair, metric, binary=True,
-                                                               n_resamples=n_resamples, seed=seed)]
+        for a, b in model_pairs(per_model_map):  # later a vs earlier b, on the questions both have
+            keys = sorted(set(per_model_map[a]) & set(per_model_map[b]))
+            pair = {b: [per_model_map[b][k] for k in keys], a: [per_model_map[a][k] for k in keys]}
+            paired += [t.to_dict() for t in compare_models(pair, metric, binary=True,
+                                                           n_resamples=n_resamples, seed=seed)]
     hashes = {m: results_by_model[m].task_hash for m in order}
     info = {
         "lm_eval_version": first.lm_eval_version,

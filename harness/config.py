@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.errors import HarnessError
+from harness.io import read_yaml
 
 PROMPT_FORMATS = ("chat", "alpaca", "alpaca-ko", "chatml", "zephyr", "llama3", "gemma", "phi3", "qa-ko", "plain")
 
@@ -194,16 +195,3 @@ def load_config(path: str | Path) -> HarnessConfig:
     if not p.is_file():
         raise HarnessError(f"config file not found: {p}", fix="Pass --config PATH or run without one for the demo.")
     return config_from_dict(read_yaml(p), where=str(p), base_dir=p.resolve().parent)
-
-
-def read_yaml(path: Path) -> Any:
-    """A YAML file's content; a syntax error names file:line (configs, task files)."""
-    import yaml
-
-    try:
-        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise HarnessError(f"{path}{line}: not valid YAML: {problem}", fix="Fix the YAML syntax.") from None

@@ -139,19 +139,18 @@ def _bpb(row) -> float:
 def _paired_corpus(models: list[str], rows: dict[str, list], score_fn, metric: str, seed: int,
                    n_resamples: int) -> list[dict[str, Any]]:
     """Paired corpus bootstrap for every later model against every earlier one."""
-    from harness.metrics.stats import MIN_PAIRED_N, paired_bootstrap_sufficient
+    from harness.metrics.stats import MIN_PAIRED_N, model_pairs, paired_bootstrap_sufficient
     from harness.records import PairedTest
 
     out = []
-    for j in range(len(models)):
-        for i in range(j):
-            a, b = models[j], models[i]
-            if not rows.get(a) or not rows.get(b):
-                continue
-            res = paired_bootstrap_sufficient(rows[a], rows[b], score_fn, seed=seed, n_resamples=n_resamples)
-            out.append(PairedTest(metric=metric, a=a, b=b, diff=res["diff"], ci=res["ci"], p_value=res["p_value"],
-                                  test="paired-bootstrap (corpus)", significant=bool(res["p_value"] < 0.05 and res["n"] >= MIN_PAIRED_N),
-                                  n=res["n"]).to_dict())
+    for a, b in model_pairs(models):
+        if not rows.get(a) or not rows.get(b):
+            continue
+        res = paired_bootstrap_sufficient(rows[a], rows[b], score_fn, seed=seed, n_resamples=n_resamples)
+        out.append(PairedTest(metric=metric, a=a, b=b, diff=res["diff"], ci=res["ci"], p_value=res["p_value"],
+                              test="paired-bootstrap (corpus)",
+                              significant=bool(res["p_value"] < 0.05 and res["n"] >= MIN_PAIRED_N),
+                              n=res["n"]).to_dict())
     return out
 
 

@@ -14,25 +14,18 @@ Layout (see docs/ARCHITECTURE.md)::
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import math
 import os
 import re
-import tempfile
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from harness import io
 from harness.errors import HarnessError
 from harness.records import Sample, Verdict
 
-# mkstemp creates files 0600; stored files get the usual mode (0666 minus the process umask)
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-_FILE_MODE = 0o666 & ~_UMASK
-
+_DAMAGED = "the file is damaged: rerun `harness run`"
 _NAME_OK = re.compile(r"^[A-Za-z0-9._@+=,-][A-Za-z0-9._@+=, -]*$")
 
 
@@ -44,33 +37,6 @@ def _check_name(name: str, what: str) -> str:
             fix="use letters, digits and . _ - only",
         )
     return name
-
-
-def _jsonable(obj: Any) -> Any:
-    """Records (to_dict / dataclasses), Paths, numpy scalars; NaN and inf become null."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if obj is None or isinstance(obj, (str, int, bool)):
-        return obj
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if hasattr(obj, "to_dict"):
-        return _jsonable(obj.to_dict())
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return _jsonable(dataclasses.asdict(obj))
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "tolist"):  # numpy arrays and scalars, torch tensors
-        return _jsonable(obj.tolist())
-    if hasattr(obj, "item"):
-        return _jsonable(obj.item())
-    raise TypeError(f"cannot store a {type(obj).__name__} as JSON")
-
-
-def _dumps(obj: Any, indent: int | None) -> str:
-    return json.dumps(_jsonable(obj), ensure_ascii=False, indent=indent, allow_nan=False)
 
 
 def new_run_id(config_hash: str = "", now: datetime | None = None) -> str:
@@ -138,71 +104,23 @@ class RunDir:
 
     # ------------------------------------------------------------------ atomic writes
     def write_text(self, rel: str | os.PathLike, text: str) -> Path:
-        target = self.file(rel)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            os.chmod(tmp, _FILE_MODE)
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        return target
+        return io.write_text(self.file(rel), text)
 
     def write_json(self, rel: str | os.PathLike, obj: Any) -> Path:
-        return self.write_text(rel, _dumps(obj, indent=2) + "\n")
+        return io.write_json(self.file(rel), obj)
 
     def write_jsonl(self, rel: str | os.PathLike, rows: Iterable[Any]) -> Path:
-        return self.write_text(rel, "".join(_dumps(r, indent=None) + "\n" for r in rows))
+        return io.write_jsonl(self.file(rel), rows)
 
     def write_samples(self, model: str, task: str, samples: Iterable[Sample]) -> Path:
         return self.write_jsonl(self.samples_path(model, task).relative_to(self.path), samples)
 
     # ------------------------------------------------------------------ reads
     def read_json(self, rel: str | os.PathLike) -> Any:
-        path = self.file(rel)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise HarnessError(f"{path} does not exist") from None
-        except (OSError, UnicodeDecodeError) as e:
-            raise HarnessError(f"{path}: cannot read ({e})") from None
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as e:
-            raise HarnessError(
-                f"{path}:{e.lineno}: not valid JSON ({e.msg})", fix="the file is damaged: rerun `harness run`"
-            ) from None
+        return io.read_json(self.file(rel), what="run file", fix=_DAMAGED)
 
     def read_jsonl(self, rel: str | os.PathLike) -> list[dict[str, Any]]:
-        path = self.file(rel)
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            raise HarnessError(f"{path} does not exist") from None
-        except (OSError, UnicodeDecodeError) as e:
-            raise HarnessError(f"{path}: cannot read ({e})") from None
-        rows = []
-        for lineno, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise HarnessError(
-                    f"{path}:{lineno}: not valid JSON ({e.msg})", fix="the file is damaged: rerun `harness run`"
-                ) from None
-            if not isinstance(row, dict):
-                raise HarnessError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
-        return rows
+        return io.read_jsonl(self.file(rel), what="run file", fix=_DAMAGED)
 
     def exists(self, rel: str | os.PathLike) -> bool:
         return self.file(rel).exists()

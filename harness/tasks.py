@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from harness.config import read_yaml
 from harness.errors import HarnessError
+from harness.io import read_jsonl_located, read_text, read_yaml
 from harness.metrics.lexical import detect_lang
 from harness.records import Sample
 
@@ -155,20 +155,10 @@ def read_rows_located(path: Path) -> list[tuple[str, dict[str, Any]]]:
         raise HarnessError(f"data file not found: {path}", fix="Check the 'data:' path (relative to the task file).")
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        rows = []
-        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise HarnessError(f"{path}:{i}: not valid JSON ({err.msg})", fix="Each line must be one JSON object.") from None
-            if not isinstance(row, dict):
-                raise HarnessError(f"{path}:{i}: expected a JSON object, got {type(row).__name__}")
-            rows.append((f"{path}:{i}", row))
+        rows = [(f"{path}:{i}", row) for i, row in read_jsonl_located(path, what="data file")]
     elif suffix == ".json":
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(read_text(path, what="data file"))
         except json.JSONDecodeError as err:
             raise HarnessError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
         if isinstance(data, dict):

@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import statistics
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -27,6 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from harness.errors import HarnessError
+from harness.io import write_json
 from harness.records import Verdict
 
 from .backends import JudgeBackend, JudgeRequestError, TransientJudgeError
@@ -351,9 +351,10 @@ def items_from_samples(samples: Iterable) -> list[JudgeItem]:
 def default_pairs(models: Sequence[str]) -> list[tuple[str, str]]:
     """Each later model against each earlier one, neighbours first:
     [base, sft, dpo] -> [(sft, base), (dpo, sft), (dpo, base)]."""
+    from harness.metrics.stats import model_pairs
+
     models = list(models)
-    out = [(models[i], models[j]) for i in range(len(models)) for j in range(i)]
-    return sorted(out, key=lambda p: (models.index(p[0]) - models.index(p[1]), models.index(p[0])))
+    return sorted(model_pairs(models), key=lambda p: (models.index(p[0]) - models.index(p[1]), models.index(p[0])))
 
 
 def pairs_from_samples(
@@ -435,11 +436,7 @@ class JudgeCache:
     def put(self, key: str, data: dict) -> None:
         p = self._path(key)
         try:
-            p.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".tmp-", suffix=".json")
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(data, f, ensure_ascii=False)
-            os.replace(tmp, p)
+            write_json(p, data, indent=None)
         except OSError as e:
             raise HarnessError(
                 f"cannot write the judge cache at {self.root}: {e.strerror or e}",

@@ -10,7 +10,6 @@ or an out-of-range score is unparseable, so the caller re-asks or records a miss
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -37,28 +36,10 @@ _NUM = r"[-+]?\d+(?:\.\d+)?"
 
 
 def extract_json(text: str) -> dict | None:
-    """The first JSON object in ``text`` (bare, fenced, or embedded in prose), else None."""
-    candidates = [text.strip()]
-    candidates += [m.group(1).strip() for m in _FENCE.finditer(text)]
-    for cand in candidates:
-        try:
-            obj = json.loads(cand)
-        except (ValueError, TypeError):
-            continue
-        if isinstance(obj, dict):
-            return obj
-    # an object embedded in prose: scan each '{' with a raw decoder
-    dec = json.JSONDecoder()
-    for i, ch in enumerate(text):
-        if ch != "{":
-            continue
-        try:
-            obj, _ = dec.raw_decode(text, i)
-        except ValueError:
-            continue
-        if isinstance(obj, dict):
-            return obj
-    return None
+    """The first JSON object in a judge reply (bare, fenced, or embedded in prose), else None."""
+    from harness.metrics.structured import extract_json as first_json
+
+    return first_json(text or "", objects_only=True)
 
 
 def _strip_markup(text: str) -> str:

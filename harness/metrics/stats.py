@@ -8,7 +8,7 @@ Paired tests only use the samples that both models have.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -314,6 +314,13 @@ def mcnemar(
     return float(stat), float(chi2.sf(stat, 1))
 
 
+def model_pairs(models: Iterable[str]) -> list[tuple[str, str]]:
+    """Every pair of models as (later, earlier) in the given order, the order every paired test
+    uses: [base, sft, dpo] -> [(sft, base), (dpo, base), (dpo, sft)]."""
+    names = list(models)
+    return [(names[j], names[i]) for j in range(len(names)) for i in range(j)]
+
+
 MIN_PAIRED_N = 5  # below this many shared samples a bootstrap p-value is degenerate: never "significant"
 
 
@@ -333,31 +340,28 @@ def compare_models(
     ``significant`` means p < ``alpha`` on at least ``MIN_PAIRED_N`` shared samples. Pairs
     with no sample scored by both are left out.
     """
-    names = list(per_model)
     tests: list[PairedTest] = []
-    for j in range(len(names)):
-        for i in range(j):
-            a_name, b_name = names[j], names[i]
-            a_vals, b_vals = per_model[a_name], per_model[b_name]
-            boot = paired_bootstrap(a_vals, b_vals, n_resamples=n_resamples, alpha=alpha, seed=seed)
-            if boot["n"] == 0:
-                continue
-            if binary:
-                _, p = mcnemar(a_vals, b_vals)
-                test = "mcnemar"
-            else:
-                p, test = boot["p_value"], "paired-bootstrap"
-            tests.append(
-                PairedTest(
-                    metric=metric,
-                    a=a_name,
-                    b=b_name,
-                    diff=boot["diff"],
-                    ci=boot["ci"],
-                    p_value=p,
-                    test=test,
-                    significant=bool(p < alpha and boot["n"] >= MIN_PAIRED_N),
-                    n=boot["n"],
-                )
+    for a_name, b_name in model_pairs(per_model):
+        a_vals, b_vals = per_model[a_name], per_model[b_name]
+        boot = paired_bootstrap(a_vals, b_vals, n_resamples=n_resamples, alpha=alpha, seed=seed)
+        if boot["n"] == 0:
+            continue
+        if binary:
+            _, p = mcnemar(a_vals, b_vals)
+            test = "mcnemar"
+        else:
+            p, test = boot["p_value"], "paired-bootstrap"
+        tests.append(
+            PairedTest(
+                metric=metric,
+                a=a_name,
+                b=b_name,
+                diff=boot["diff"],
+                ci=boot["ci"],
+                p_value=p,
+                test=test,
+                significant=bool(p < alpha and boot["n"] >= MIN_PAIRED_N),
+                n=boot["n"],
             )
+        )
     return tests

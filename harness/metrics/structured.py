@@ -135,10 +135,10 @@ def regex_match(
     return out
 
 
-def extract_json(text: str) -> Any | None:
+def extract_json(text: str, *, objects_only: bool = False) -> Any | None:
     """The first JSON object in a model reply: inside a ```json fence when there is one,
     otherwise the first ``{...}`` that parses, wherever it sits in the prose. A bare JSON
-    value (object or array) is accepted as is. None when nothing parses."""
+    value (object or array) is accepted as is unless ``objects_only``. None when nothing parses."""
     text = text or ""
     decoder = json.JSONDecoder()
     candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
@@ -146,9 +146,11 @@ def extract_json(text: str) -> Any | None:
         stripped = chunk.strip()
         if stripped[:1] in ("{", "["):
             try:
-                return json.loads(stripped)
+                whole = json.loads(stripped)
             except json.JSONDecodeError:
-                pass
+                whole = None
+            if whole is not None and (isinstance(whole, dict) or not objects_only):
+                return whole
         for m in re.finditer(r"\{", chunk):
             try:
                 obj, _ = decoder.raw_decode(chunk, m.start())
