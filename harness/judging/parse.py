@@ -31,7 +31,6 @@ class Parsed:
         return self.value is not None
 
 
-_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
 _NUM = r"[-+]?\d+(?:\.\d+)?"
 
 
