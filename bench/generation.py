@@ -254,7 +254,7 @@ def main() -> int:
 
     # untimed warm-up of both paths (first-call set-up, allocator)
     naive_generate(model, tok, prompts[:1], 2, eos_ids)
-    engine.generate(prompts[:2], max_new_tokens=2)
+    engine.generate(prompts[:2], fmt=fmt, max_new_tokens=2)
     naive_nll(model, tok, prompts[:1], targets[:1])
     engine.token_nll(prompts[:2], targets[:2])
 
@@ -265,7 +265,7 @@ def main() -> int:
     print(f"  notebook generate loop done in {t_loop:.1f}s", flush=True)
     with RecordGenerate(model) as rec:
         t0 = time.perf_counter()
-        gens = engine.generate(prompts, max_new_tokens=args.max_new_tokens)
+        gens = engine.generate(prompts, fmt=fmt, max_new_tokens=args.max_new_tokens)
         t_eng = time.perf_counter() - t0
     engine_ids = rec.new_tokens(eos_ids | {tok.pad_token_id})
     print(f"  Engine.generate done in {t_eng:.1f}s", flush=True)

@@ -8,8 +8,6 @@ interrupted or failed run loses nothing already computed.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -21,12 +19,8 @@ from typing import Any
 from harness.config import HarnessConfig, ModelSpec
 from harness.errors import HarnessError
 from harness.records import Sample
+from harness.store import unit_key
 from harness.tasks import TaskSpec, load_samples, load_tasks, read_rows_located
-
-
-def unit_key(*parts: Any) -> str:
-    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 @dataclass
@@ -188,15 +182,16 @@ def _responses_samples(cfg: HarnessConfig, name: str, spec: ModelSpec, task: Tas
     return out
 
 
-def _generate_samples(engine, fmt, items: list[Sample], name: str, task: TaskSpec, cfg: HarnessConfig,
-                      update: Callable) -> list[Sample]:
+def _generate_samples(engine, fmt, system: str | None, items: list[Sample], name: str, task: TaskSpec,
+                      cfg: HarnessConfig, update: Callable) -> list[Sample]:
     gen = cfg.generation
     # system prompt: the item's own (a 'messages' task), else the task's, else the model's
-    default_system = task.system_prompt or getattr(engine, "system_prompt", None)
+    default_system = task.system_prompt or system
     prompts = [fmt.render_messages(s.meta["messages"], system=default_system) if s.meta.get("messages")
                else fmt.render(s.instruction, s.input, system=default_system) for s in items]
     outs = engine.generate(
         prompts,
+        fmt=fmt,
         max_new_tokens=task.generation.max_new_tokens or gen.max_new_tokens,
         temperature=task.generation.temperature if task.generation.temperature is not None else gen.temperature,
         top_p=gen.top_p,
@@ -256,13 +251,13 @@ def execute(plan: Plan, rundir, progress: Progress) -> None:
                 else:
                     pool = plan.pool()
                     engine = pool.engine(name)
-                    fmt = _format_for(pool, name, task, spec)
-                    engine.format = fmt
+                    fmt = pool.format(name, task.prompt_format, Path(task.source).parent if task.source else None)
                     model_info[name] = {**pool.describe(name), "template": fmt.name,
                                         "template_hash": fmt.template_hash,
                                         "train_manifest": _train_manifest(plan, name)}
                     with progress.bar(f"{name} · {task.name}", len(items)) as update:
-                        samples = _generate_samples(engine, fmt, items, name, task, cfg, update)
+                        samples = _generate_samples(engine, fmt, pool.system_prompt(name), items, name, task,
+                                                    cfg, update)
                 _score_per_sample(samples, task)
                 rundir.write_jsonl(f"samples/{name}/{task.name}.jsonl", [s.to_dict() for s in samples])
                 rundir.mark_unit_done(key, {"unit": f"generate {name} {task.name}",
@@ -299,13 +294,6 @@ def _train_manifest(plan: Plan, name: str) -> dict[str, Any] | None:
 
     r = plan.resolved.get(name)
     return read_manifest(r.adapters[-1]) if r is not None and r.adapters else None
-
-
-def _format_for(pool, name: str, task: TaskSpec, spec: ModelSpec):
-    from harness.models.prompts import get_format
-
-    _, tokenizer = pool.model_and_tokenizer(name)
-    return get_format(task.prompt_format or spec.prompt_format or "chat", tokenizer)
 
 
 def _save_models(rundir, model_info: dict[str, Any]) -> None:

@@ -14,6 +14,8 @@ Layout (see docs/ARCHITECTURE.md)::
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 from collections.abc import Iterable
@@ -37,6 +39,13 @@ def _check_name(name: str, what: str) -> str:
             fix="use letters, digits and . _ - only",
         )
     return name
+
+
+def unit_key(*parts: Any) -> str:
+    """The key of a work unit: a hash of everything its result depends on (resume skips a unit
+    whose key has a marker in ``units/``)."""
+    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def new_run_id(config_hash: str = "", now: datetime | None = None) -> str:

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from harness.models.engine import Engine
+from harness.backends.hf import HFEngine
 from harness.models.prompts import get_format
 
 PROMPTS = ["The quick brown fox", "대한민국의 수도는 서울입니다. 자동차가", "0 1 2",
@@ -23,9 +23,22 @@ def loaded(tiny_models):
     return model, load_tokenizer(str(tiny_models["base"]))
 
 
+class _Bound:
+    """An engine plus the prompt format every generate() call passes (the pool's job in a run)."""
+
+    def __init__(self, engine, fmt):
+        self.engine, self.fmt = engine, fmt
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def generate(self, prompts, **kw):
+        return self.engine.generate(prompts, fmt=self.fmt, **kw)
+
+
 def _engine(loaded, fmt="plain", batch_size=4):
     model, tok = loaded
-    return Engine(model, tok, get_format(fmt, tok), "cpu", batch_size=batch_size)
+    return _Bound(HFEngine(model, tok, "cpu", batch_size=batch_size), get_format(fmt, tok))
 
 
 def test_batched_greedy_equals_one_at_a_time(loaded):
@@ -61,7 +74,7 @@ def test_stop_strings_per_row(loaded):
     # a format's own stop strings are honored the same way
     model, tok = loaded
     fmt = dataclasses.replace(get_format("plain", tok), stop_strings=[stop])
-    via_fmt = Engine(model, tok, fmt, "cpu").generate(PROMPTS[:1], max_new_tokens=20)
+    via_fmt = HFEngine(model, tok, "cpu").generate(PROMPTS[:1], fmt=fmt, max_new_tokens=20)
     assert via_fmt[0].text == got[0].text and via_fmt[0].finish == "stop"
 
 
@@ -167,16 +180,16 @@ def test_rolling_nll_windows(loaded):
 
 def test_render_and_chat_prompts_generate(loaded):
     model, tok = loaded
-    eng = Engine(model, tok, get_format("chat", tok), "cpu", system_prompt="Be brief.")
-    p = eng.render("What is the capital of France?")
+    fmt = get_format("chat", tok)
+    p = fmt.render("What is the capital of France?", system="Be brief.")
     assert p == "<|system|>\nBe brief.</s>\n<|user|>\nWhat is the capital of France?</s>\n<|assistant|>\n"
-    out = eng.generate([p], max_new_tokens=5)[0]
+    out = HFEngine(model, tok, "cpu").generate([p], fmt=fmt, max_new_tokens=5)[0]
     assert "</s>" not in out.text and out.text == out.text.strip()
 
 
 def test_oom_halves_batch_size(loaded):
     model, tok = loaded
-    eng = Engine(model, tok, get_format("plain", tok), "cpu", batch_size="auto")
+    eng = _Bound(HFEngine(model, tok, "cpu", batch_size="auto"), get_format("plain", tok))
     assert eng.batch_size == 16
     real = eng._greedy  # the greedy decoder every batch goes through
     calls = []
@@ -187,7 +200,7 @@ def test_oom_halves_batch_size(loaded):
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real(ids, *a, **kw)
 
-    eng._greedy = flaky
+    eng.engine._greedy = flaky
     got = eng.generate(PROMPTS, max_new_tokens=6)
     assert eng.batch_size == 2 and calls[:4] == [6, 6, 4, 2]
     assert [g.raw for g in got] == [g.raw for g in _engine(loaded, batch_size=1).generate(PROMPTS, max_new_tokens=6)]

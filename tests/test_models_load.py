@@ -149,12 +149,13 @@ def test_adapter_switching_equals_separate_loads(tiny_models, tmp_path):
     assert d["dtype"] == "float32" and d["device"] == "cpu" and len(d["template_hash"]) == 12
 
     # generated text through the engines equals generation on the separate loads
-    from harness.models.engine import Engine
+    from harness.backends.hf import HFEngine
 
     prompts = ["The quick brown fox", "대한민국의 수도는", "What is the capital of France?"]
     for name in ["dpo", "base", "other"]:
-        got = pool.engine(name).generate(prompts, max_new_tokens=12)
-        ref = Engine(refs[name], pool.tokenizer(name), pool.format(name), "cpu").generate(prompts, max_new_tokens=12)
+        fmt = pool.format(name)
+        got = pool.engine(name).generate(prompts, fmt=fmt, max_new_tokens=12)
+        ref = HFEngine(refs[name], pool.tokenizer(name), "cpu").generate(prompts, fmt=fmt, max_new_tokens=12)
         assert [g.raw for g in got] == [g.raw for g in ref], name
 
 

@@ -208,7 +208,7 @@ def test_judge_verdicts_garbage_is_missing_not_zero(full_run, judge_server):
 
 
 def test_resume_recomputes_nothing(full_run, monkeypatch, judge_server):
-    from harness.models.engine import Engine
+    from harness.backends.hf import HFEngine as Engine
 
     config, run = full_run
     before = {**_mtimes(run, "samples"), **_mtimes(run, "units"), **_mtimes(run, "judge")}
@@ -242,7 +242,7 @@ def test_resume_with_a_changed_config_is_refused(full_run, tmp_path):
 
 
 def test_interrupted_run_keeps_finished_units_and_resume_completes(tiny_models, tmp_path, monkeypatch):
-    from harness.models.engine import Engine
+    from harness.backends.hf import HFEngine as Engine
 
     config = _project(tmp_path, {k: v for k, v in _stack(tiny_models).items() if k != "dpo"})
     real = Engine.generate

@@ -29,8 +29,9 @@ def hf_callables(spec: str, plan, pool_factory: Callable[[], Any]) -> dict[str, 
     """
     state: dict[str, Any] = {}
 
-    def engine():
-        if "engine" not in state:
+    def served() -> tuple[Any, str]:
+        """(the pool that holds the judge model, its name there)."""
+        if "pool" not in state:
             from harness.config import ModelSpec
             from harness.models.load import ModelPool, resolve_models
 
@@ -38,26 +39,25 @@ def hf_callables(spec: str, plan, pool_factory: Callable[[], Any]) -> dict[str, 
             same = [n for n, r in plan.resolved.items()
                     if r.root == judge_root.root and not r.adapters and r.gguf_file == judge_root.gguf_file]
             if same:
-                state["engine"] = pool_factory().engine(same[0])
+                state["pool"], state["name"] = pool_factory(), same[0]
             else:
-                state["pool"] = ModelPool({"judge": judge_root})
-                state["engine"] = state["pool"].engine("judge")
-        return state["engine"]
+                state["pool"], state["name"] = ModelPool({"judge": judge_root}), "judge"
+        return state["pool"], state["name"]
 
     def generate(prompts: list[str]) -> list[str]:
-        eng = engine()
-        fmt, eng.format = eng.format, None  # judge prompts are already chat-formatted
-        try:
-            outs = eng.generate(prompts, max_new_tokens=128, temperature=0.0, seed=plan.config.seed)
-        finally:
-            eng.format = fmt
+        pool, name = served()
+        # judge prompts are already chat-formatted: no prompt format, the raw continuation
+        outs = pool.engine(name).generate(prompts, fmt=None, max_new_tokens=128, temperature=0.0,
+                                          seed=plan.config.seed)
         return [g.raw for g in outs]
 
     def format_chat(messages: list[dict[str, str]]) -> str:
-        tok = engine().tokenizer
-        if not getattr(tok, "chat_template", None):
-            raise HarnessError(f"judge hf:{spec} has no chat template", fix="Use a chat model as the judge.")
-        return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        pool, name = served()
+        try:
+            fmt = pool.format(name, "chat")
+        except HarnessError:
+            raise HarnessError(f"judge hf:{spec} has no chat template", fix="Use a chat model as the judge.") from None
+        return fmt.render_messages(messages)
 
     return {"generate": generate, "format_chat": format_chat}
 
@@ -80,7 +80,7 @@ def judge_run(plan, rundir, progress, pool_factory: Callable[[], Any]) -> None:
         load_judge,
         pairs_from_samples,
     )
-    from harness.runner import unit_key
+    from harness.store import unit_key
 
     jc = plan.config.judge
     backend = plan.judge_backend

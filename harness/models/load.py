@@ -407,7 +407,7 @@ class ModelPool:
         self._group_of: dict[str, tuple] = {}
         self._tokenizers: dict[str, Any] = {}
         self._engines: dict[str, Any] = {}
-        self._formats: dict[str, Any] = {}
+        self._formats: dict[str, dict] = {}
         self._device: dict[str, str] = {}
         for name, r in self.resolved.items():
             dev = pick_device(device if device != "auto" else r.device)
@@ -570,28 +570,37 @@ class ModelPool:
         if got != want:
             raise RuntimeError(f"model {name}: active adapters {got} != expected {want}")
 
-    def format(self, name: str):
-        if name not in self._formats:
-            from harness.models.prompts import get_format
+    def format(self, name: str, override: str | None = None, base_dir: str | Path | None = None):
+        """The one decision of how ``name`` is prompted: ``override`` (a task's prompt_format,
+        relative paths from ``base_dir``), else the model's configured format (relative paths
+        were made absolute from the config file), else the tokenizer's chat template when it has
+        one, else alpaca. The model's own format is recorded for run.json / ``harness models``."""
+        from harness.models.prompts import get_format
 
-            r = self.resolved[name]
-            tok = self.tokenizer(name)
-            spec = r.prompt_format or ("chat" if getattr(tok, "chat_template", None) else "alpaca")
-            fmt = get_format(spec, tok)
+        r = self.resolved[name]
+        tok = self.tokenizer(name)
+        spec = override or r.prompt_format or ("chat" if getattr(tok, "chat_template", None) else "alpaca")
+        key = (spec, str(base_dir) if override else None)
+        if key not in self._formats.setdefault(name, {}):
+            fmt = get_format(spec, tok, base_dir=base_dir if override else None)
+            self._formats[name][key] = fmt
+        fmt = self._formats[name][key]
+        if not override:
             r.format_name, r.template_hash = fmt.name, fmt.template_hash
-            self._formats[name] = fmt
-        return self._formats[name]
+        return fmt
+
+    def system_prompt(self, name: str) -> str | None:
+        return self.resolved[name].system_prompt
 
     def engine(self, name: str, batch_size: int | str | None = None):
         """The Engine for ``name``; every call on it first activates ``name``'s adapters."""
         if name not in self._engines:
-            from harness.models.engine import Engine
+            from harness.backends.hf import HFEngine
 
             model = self.activate(name)
-            self._engines[name] = Engine(model, self.tokenizer(name), self.format(name), self._device[name],
-                                         batch_size=batch_size or self.batch_size,
-                                         before=lambda n=name: self.activate(n),
-                                         system_prompt=self.resolved[name].system_prompt)
+            self._engines[name] = HFEngine(model, self.tokenizer(name), self._device[name],
+                                           batch_size=batch_size or self.batch_size,
+                                           before=lambda n=name: self.activate(n))
         return self._engines[name]
 
     def model_and_tokenizer(self, name: str):

@@ -27,9 +27,9 @@ def _prompt_and_target(row: dict[str, Any], answer: Any, fmt) -> tuple[str, str]
 
 def response_logprobs(model, tokenizer, prompts: Sequence[str], targets: Sequence[str]) -> list[float]:
     """Sum of log p(target tokens | prompt) per pair (prompt tokens are not scored)."""
-    from harness.models.engine import Engine
+    from harness.backends.hf import HFEngine
 
-    engine = Engine(model, tokenizer, None, batch_size=8)
+    engine = HFEngine(model, tokenizer, batch_size=8)
     return [-n.nll_sum for n in engine.token_nll(list(prompts), list(targets))]
 
 
@@ -52,10 +52,10 @@ def preference_accuracy(model, tokenizer, rows: Sequence[dict[str, Any]], prompt
 
 def response_perplexity(model, tokenizer, rows: Sequence[dict[str, Any]], prompt_format) -> float:
     """exp(mean NLL per token) of the reference ``output`` given the prompt, over Alpaca rows."""
-    from harness.models.engine import Engine
+    from harness.backends.hf import HFEngine
 
     pairs = [_prompt_and_target(r, r["output"], prompt_format) for r in rows]
-    engine = Engine(model, tokenizer, None, batch_size=8)
+    engine = HFEngine(model, tokenizer, batch_size=8)
     nlls = engine.token_nll([p for p, _ in pairs], [t for _, t in pairs])
     tokens = sum(n.n_tokens for n in nlls)
     return math.exp(sum(n.nll_sum for n in nlls) / tokens) if tokens else float("nan")

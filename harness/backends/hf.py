@@ -1,54 +1,21 @@
-"""The Engine: the narrow waist every checkpoint is served through.
+"""The transformers backend: ``HFEngine`` serves one checkpoint loaded by the model pool.
 
-Three questions, all batched:
-
-- ``generate(prompts)``: greedy (or sampled) continuations, stopped per row at EOS, the
-  format's stop strings and the user's; batched output equals one-at-a-time output.
-- ``loglikelihood([(context, continuation)])``: sum log p(continuation | context) and whether
-  the continuation is the greedy one (lm-eval's token-boundary handling).
-- ``token_nll(prompts, targets)`` / ``rolling_nll(texts)``: negative log-likelihood records
-  (nats, tokens, UTF-8 bytes) for response perplexity and raw-text perplexity.
+It implements the ``harness.engine.Engine`` protocol with a hand-written batched greedy decoder
+(finished rows leave the KV cache, so a batch never computes answers that already ended; the
+same argmax decisions as ``model.generate``) and right-padded log-likelihood scoring with
+lm-eval's token-boundary rules. Batches halve on out-of-memory when the batch size is "auto".
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from harness.engine import NLL, EngineInfo, Generation
 from harness.errors import HarnessError
 
 log = logging.getLogger("harness.engine")
-
-
-@dataclass
-class Generation:
-    text: str          # the answer (after extract_response)
-    raw: str           # decoded new text, before stripping
-    n_tokens: int      # new tokens, including a final EOS
-    truncated: bool    # hit max_new_tokens without EOS or a stop string
-    finish: str = "eos"  # "eos" | "stop" | "length"
-
-
-@dataclass
-class NLL:
-    nll_sum: float     # nats
-    n_tokens: int
-    n_bytes: int       # UTF-8 bytes of the scored text
-
-    @property
-    def mean(self) -> float:
-        return self.nll_sum / self.n_tokens if self.n_tokens else float("nan")
-
-    @property
-    def perplexity(self) -> float:
-        return math.exp(self.mean) if self.n_tokens else float("nan")
-
-    @property
-    def bits_per_byte(self) -> float:
-        return self.nll_sum / (self.n_bytes * math.log(2)) if self.n_bytes else float("nan")
 
 
 def _is_oom(err: BaseException) -> bool:
@@ -59,17 +26,14 @@ def _is_oom(err: BaseException) -> bool:
     return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
 
 
-class Engine:
-    """Serves one checkpoint. ``before`` (set by ModelPool) activates this model's adapters
-    before every call, so engines sharing one base never see each other's adapters."""
+class HFEngine:
+    """Serves one transformers checkpoint. ``before`` (set by ModelPool) activates this model's
+    adapters before every call, so engines sharing one base never see each other's adapters."""
 
-    def __init__(self, model: Any, tokenizer: Any, prompt_format: Any = None, device: str | None = None,
-                 batch_size: int | str = "auto", *, before: Callable[[], Any] | None = None,
-                 system_prompt: str | None = None):
+    def __init__(self, model: Any, tokenizer: Any, device: str | None = None, batch_size: int | str = "auto",
+                 *, before: Callable[[], Any] | None = None):
         self.model = model
         self.tokenizer = tokenizer
-        self.format = prompt_format
-        self.system_prompt = system_prompt
         self._before = before
         if device is None:
             device = str(next(model.parameters()).device)
@@ -82,6 +46,7 @@ class Engine:
             tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
         tokenizer.padding_side = "left"
         self.model.eval()
+        self.info = EngineInfo("hf", _version("transformers"), details={"device": str(device)})
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -118,12 +83,6 @@ class Engine:
         if self._before is not None:
             self._before()
 
-    def render(self, instruction: str, input: str = "", system: str | None = None) -> str:
-        """The prompt for one instruction in this model's format (and its system prompt)."""
-        if self.format is None:
-            raise HarnessError("this Engine has no prompt format", fix="Pass prompt_format= when creating it.")
-        return self.format.render(instruction, input, system if system is not None else self.system_prompt)
-
     def _batches(self, order: list[int], run: Callable[[list[int]], None],
                  progress: Callable[[int, int], None] | None = None) -> None:
         """Run ``run`` over ``order`` in batches, halving the batch size on out-of-memory."""
@@ -151,9 +110,12 @@ class Engine:
                 progress(i, total)
 
     # ------------------------------------------------------------------ generate
-    def generate(self, prompts: Sequence[str], max_new_tokens: int = 128, temperature: float = 0.0,
-                 top_p: float = 1.0, stop: Sequence[str] = (), seed: int = 0,
+    def generate(self, prompts: Sequence[str], *, fmt: Any = None, max_new_tokens: int = 128,
+                 temperature: float = 0.0, top_p: float = 1.0, stop: Sequence[str] = (), seed: int = 0,
                  progress: Callable[[int, int], None] | None = None) -> list[Generation]:
+        """Continuations of ``prompts`` (already rendered). ``fmt`` (a PromptFormat) adds its stop
+        strings and strips its headers from the answer; None returns the raw continuation cut
+        at the stops."""
         import torch
         from transformers import GenerationConfig
 
@@ -161,7 +123,7 @@ class Engine:
 
         self._prepare()
         tok = self.tokenizer
-        stops = list(dict.fromkeys([*(self.format.stop_strings if self.format else []), *stop]))
+        stops = list(dict.fromkeys([*(fmt.stop_strings if fmt else []), *stop]))
         stops = [s for s in stops if s]
         eos_ids = self._eos_ids()
         pad = tok.pad_token_id
@@ -214,7 +176,7 @@ class Engine:
                     finish, n = "eos", cut + 1
                 else:
                     finish, n = ("length" if len(row) >= max_new_tokens else "eos"), len(row)
-                text = extract_response(raw, self.format, stop=stops) if self.format else _cut(raw, stops).strip()
+                text = extract_response(raw, fmt, stop=stops) if fmt else _cut(raw, stops).strip()
                 for s in special:
                     text = text.replace(s, "")
                 out[k] = Generation(text=text.strip(), raw=raw, n_tokens=n, truncated=finish == "length",
@@ -292,7 +254,8 @@ class Engine:
         n_ctx = len(self._encode(context))
         return whole[:n_ctx], whole[n_ctx:]
 
-    def _score(self, seqs: list[list[int]], n_conts: list[int]) -> list[tuple[float, bool]]:
+    def _score(self, seqs: list[list[int]], n_conts: list[int],
+               progress: Callable[[int, int], None] | None = None) -> list[tuple[float, bool]]:
         """For each token sequence, sum log p of its last n tokens given what precedes them, and
         whether each of those tokens is the argmax. Right-padded batches."""
         import torch
@@ -324,14 +287,15 @@ class Engine:
                     out[k] = (float(lp.gather(1, target[:, None]).sum()),
                               bool((lp.argmax(-1) == target).all()))
 
-        self._batches(order, run)
+        self._batches(order, run, progress)
         return out  # type: ignore[return-value]
 
-    def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[tuple[float, bool]]:
+    def loglikelihood(self, requests: Sequence[tuple[str, str]],
+                      progress: Callable[[int, int], None] | None = None) -> list[tuple[float, bool]]:
         """(sum log p(continuation | context), continuation is greedy) per request."""
         self._prepare()
         pairs = [self._encode_pair(c, x) for c, x in requests]
-        return self._score([c + x for c, x in pairs], [len(x) for _, x in pairs])
+        return self._score([c + x for c, x in pairs], [len(x) for _, x in pairs], progress)
 
     def token_nll(self, prompts: Sequence[str], targets: Sequence[str]) -> list[NLL]:
         """NLL of each target given its prompt; prompt tokens are not scored."""
@@ -376,3 +340,12 @@ class Engine:
 def _cut(text: str, stops: Sequence[str]) -> str:
     idx = [text.find(s) for s in stops if s and s in text]
     return text[: min(idx)] if idx else text
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return ""
