@@ -48,7 +48,9 @@ def run(config: str | Path | HarnessConfig | None = None, *, models: list[str] |
         quiet: bool = True, write_report: bool = True):
     """Evaluate models on tasks/benchmarks/judge; returns the ``RunDir``."""
     from harness import runner as runmod
-    from harness.scoring import score_run
+    from harness.progress import Progress
+    from harness.stages.plan import check_judge, make_plan
+    from harness.stages.score import score_run
 
     cfg = load_config(config)
     bench = None if benchmarks is None else [b for b in benchmarks if b != "none"]
@@ -56,11 +58,11 @@ def run(config: str | Path | HarnessConfig | None = None, *, models: list[str] |
     if judge is not None:
         judge_cfg = {**cfg.judge.model_dump(), "backend": judge, "fallback": None}
     cfg = _override(cfg, tasks=tasks, benchmarks=bench, judge=judge_cfg, limit=limit)
-    plan = runmod.make_plan(cfg, models)
-    runmod.check_judge(plan)  # a judge server that is down fails here, before any model loads
+    plan = make_plan(cfg, models)
+    check_judge(plan)  # a judge server that is down fails here, before any model loads
     rundir = runmod.start_rundir(cfg, plan, str(output_dir) if output_dir else None,
                                  str(resume) if resume else None)
-    with runmod.Progress(quiet=quiet) as progress:
+    with Progress(quiet=quiet) as progress:
         progress.log(f"run directory: {rundir.path}")
         runmod.execute(plan, rundir, progress)
     score_run(rundir, seed=cfg.seed, n_resamples=cfg.bootstrap_resamples)

@@ -340,7 +340,7 @@ def test_unreachable_ollama_fails_before_any_model_loads(tiny_models, tmp_path, 
 
 
 def test_judge_falls_back_to_hf_when_ollama_is_down(tiny_models, tmp_path, monkeypatch):
-    from harness import runner as runmod
+    from harness.stages import plan as runmod
 
     config = _project(tmp_path, {"base": {"path": str(tiny_models["base"])}},
                       judge={"backend": "ollama:llama3", "host": f"http://127.0.0.1:{free_port()}",

@@ -210,6 +210,45 @@ def _benchmark_groups(rundir, order: list[str], seed: int, n_resamples: int) -> 
 def _judge_groups(rundir, order: list[str], seed: int) -> dict[str, Any]:
     if not rundir.verdict_files():
         return {}
-    from harness.judging.run import judge_groups
-
     return judge_groups(rundir, order, seed=seed)
+
+
+def judge_groups(rundir, order: list[str], seed: int = 0) -> dict[str, Any]:
+    """scores.json groups 'judge' (pointwise) and 'judge-pairwise' from stored verdicts."""
+    from harness.judging import summarize_pairwise, summarize_pointwise
+
+    pointwise, pairwise = [], []
+    for judge, model, task, _ in rundir.verdict_files():
+        vs = rundir.verdicts(judge, model, task)
+        (pairwise if "_vs_" in model else pointwise).extend(vs)
+    run_judge = rundir.run_info().get("judge", {})
+    info = {"judge_model": run_judge.get("backend"), "small_local": run_judge.get("small_local", False)}
+    groups: dict[str, Any] = {}
+    if pointwise:
+        present = [m for m in order if any(v.model == m for v in pointwise)]
+        groups["judge"] = summarize_pointwise(pointwise, present, seed=seed)
+        groups["judge"]["info"].update(info)
+    if pairwise:
+        group = summarize_pairwise(pairwise, seed=seed)
+        group["info"].update(info)
+        group["info"].update(_pairwise_views(group))
+        groups["judge-pairwise"] = group
+    return groups
+
+
+def _pairwise_views(group: dict[str, Any]) -> dict[str, Any]:
+    """The win/tie/loss matrix, consistency and length bias in the shape reports show."""
+    matrix: dict[str, dict[str, dict[str, int]]] = {}
+    consistency, length_bias = {}, {}
+    for name, p in group["info"].get("pairs", {}).items():
+        matrix.setdefault(p["a"], {})[p["b"]] = {"win": p["wins"], "tie": p["ties"], "loss": p["losses"],
+                                                 "missing": p["missing"]}
+        matrix.setdefault(p["b"], {})[p["a"]] = {"win": p["losses"], "tie": p["ties"], "loss": p["wins"],
+                                                 "missing": p["missing"]}
+        cons = group["models"].get(name, {}).get("consistency", {}).get("value")
+        if cons is not None:
+            consistency[name] = cons
+        length_bias[name.replace("_vs_", " vs ")] = (
+            f"winner {p['mean_len_winner']:.0f} chars, loser {p['mean_len_loser']:.0f} chars"
+            if p.get("mean_len_winner") is not None and p.get("mean_len_loser") is not None else "no decided pairs")
+    return {"matrix": matrix, "consistency": consistency, "length_bias": length_bias}

@@ -1,0 +1,35 @@
+"""The benchmark stage: lm-eval benchmarks per model -> ``benchmarks/<model>/<bench>.jsonl``."""
+
+from __future__ import annotations
+
+import time
+
+from harness.progress import Progress
+from harness.stages.plan import Plan, describe_model
+from harness.store import unit_key
+
+
+def run_benchmarks_for(plan: Plan, pool, name: str, rundir, progress: Progress) -> None:
+    """lm-eval benchmarks on the loaded model with ``name``'s adapters active. Benchmarks not
+    yet done run in one lm-eval call (as ``lm_eval --tasks a,b`` would); each is its own unit."""
+    from harness.benchmarks import run_benchmarks
+
+    cfg = plan.config
+    todo = []
+    for bench in cfg.benchmarks:
+        key = unit_key("benchmark", name, describe_model(plan, name), bench.model_dump(mode="json"), cfg.seed)
+        if not rundir.unit_done(key):
+            todo.append((bench, key))
+    if not todo:
+        return
+    t0 = time.perf_counter()
+    model, tokenizer = pool.model_and_tokenizer(name)  # activates name's adapters for lm-eval
+    progress.log(f"[bold]{name}[/] · benchmarks {', '.join(b.name for b, _ in todo)} (lm-evaluation-harness)")
+    results = run_benchmarks(model, tokenizer, [b for b, _ in todo], model_name=name, seed=cfg.seed,
+                             n_resamples=cfg.bootstrap_resamples)
+    seconds = round(time.perf_counter() - t0, 3)
+    for bench, key in todo:
+        result = results[bench.name]
+        rundir.write_jsonl(f"benchmarks/{name}/{bench.name}.jsonl", result.samples)
+        rundir.write_json(f"benchmarks/{name}/{bench.name}.summary.json", result.to_dict())
+        rundir.mark_unit_done(key, {"unit": f"benchmark {name} {bench.name}", "seconds": seconds / len(todo)})

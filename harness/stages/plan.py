@@ -1,0 +1,128 @@
+"""The plan stage: config -> what a run will do, decided and checked before any model loads.
+
+Every data file is read, every task and model resolved and the judge server reached here, so an
+input mistake fails before a run directory exists. ``describe_model`` is the model part of every
+unit key (how a model resolves, known before loading).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.config import HarnessConfig
+from harness.errors import HarnessError
+from harness.records import Sample
+from harness.tasks import TaskSpec, load_samples, load_tasks
+
+
+@dataclass
+class Plan:
+    """What a run will do, decided before any model is loaded."""
+
+    config: HarnessConfig
+    models: list[str]
+    tasks: list[TaskSpec]
+    resolved: dict[str, Any]  # name -> ResolvedModel (responses models excluded)
+    items: dict[str, list[Sample]] = field(default_factory=dict)  # task -> its items (data read and checked)
+    judge_backend: Any = None  # a judging backend, already checked reachable
+    judge_label: str = "none"
+    _pool: Any = None
+
+    def pool(self):
+        """The ModelPool, created on first use (responses-only runs never load a model)."""
+        if self._pool is None:
+            from harness.models.load import ModelPool
+
+            self._pool = ModelPool(dict(self.resolved))
+        return self._pool
+
+    def close(self) -> None:
+        self._pool = None  # the loaded weights are freed with the pool
+
+
+def make_plan(cfg: HarnessConfig, models: list[str] | None = None) -> Plan:
+    from harness.models.load import resolve_models
+
+    names = models or list(cfg.models)
+    unknown = [m for m in names if m not in cfg.models]
+    if unknown:
+        raise HarnessError(f"--models: unknown model '{unknown[0]}'", fix=f"Configured models: {', '.join(cfg.models)}.")
+    # an adapter's base model must be loadable even when not evaluated itself
+    tasks = load_tasks(cfg.tasks, extra=[Path(cfg.base_dir) / "tasks", Path(cfg.base_dir)])
+    model_specs = {n: s for n, s in cfg.models.items() if not s.responses}
+    resolved = resolve_models(model_specs, Path(cfg.base_dir)) if model_specs else {}
+    for name in names:
+        spec = cfg.models[name]
+        if spec.responses and not cfg.resolve_path(spec.responses).is_file():
+            raise HarnessError(f"models.{name}.responses: file not found: {spec.responses}")
+    # read every data file now: a bad line fails before a run directory exists or a model loads
+    items = {t.name: load_samples(t, cfg.limit) for t in tasks}
+    for task in tasks:
+        if "json" in task.metrics:
+            _check_json_references(task, items[task.name])
+    return Plan(config=cfg, models=names, tasks=tasks, resolved=resolved, items=items)
+
+
+def _check_json_references(task: TaskSpec, items: list[Sample]) -> None:
+    """The json metric compares answers with JSON references: catch text references now."""
+    from harness.metrics.structured import extract_json
+
+    for s in items:
+        if extract_json(s.reference) is None:
+            raise HarnessError(f"task {task.name}: item {s.id} has a reference that is not JSON "
+                               f"({s.reference[:40]!r}) but the task asks for the json metric",
+                               fix=f"Remove 'json' from metrics in {task.source or 'the task file'}, "
+                                   "or write the references as JSON objects.")
+
+
+def check_judge(plan: Plan) -> None:
+    """Connect to the judge before any model is loaded (a down server fails fast).
+
+    With ``judge.fallback`` set (the demo), an unreachable first backend falls back to it.
+    """
+    jc = plan.config.judge
+    if jc.backend == "none" or not plan.tasks:
+        return
+    from harness.judging.backends import make_backend
+    from harness.stages.judge import backend_options, hf_callables
+
+    def build(spec: str):
+        options = backend_options(plan.config)
+        if spec.startswith("hf:"):
+            options.update(hf_callables(spec[3:], plan, plan.pool))
+        backend = make_backend(spec, options)
+        if backend is not None:
+            backend.check()
+        return backend
+
+    try:
+        plan.judge_backend, plan.judge_label = build(jc.backend), jc.backend
+    except HarnessError:
+        if not jc.fallback:
+            raise
+        plan.judge_backend, plan.judge_label = build(jc.fallback), jc.fallback
+
+
+def describe_model(plan: Plan, name: str) -> Any:
+    """The model part of a unit key: how it resolves, decided before loading. Not
+    ``describe()``, which gains dtype/device/params/template_hash once the weights are loaded,
+    so a resumed run (nothing loaded yet) would compute other keys and redo finished units."""
+    r = plan.resolved.get(name)
+    if r is None:
+        return plan.config.models[name].model_dump(mode="json")
+    return {"kind": r.kind, "chain": list(r.chain), "root": r.root, "adapters": list(r.adapters),
+            "gguf_file": r.gguf_file, "quantization": r.quantization, "dtype": r.dtype, "device": r.device,
+            "prompt_format": r.prompt_format, "system_prompt": r.system_prompt, "tokenizer": r.tokenizer,
+            "revision": r.revision}
+
+
+def train_manifest(plan: Plan, name: str) -> dict[str, Any] | None:
+    """harness-train.json of the model's own adapter (reports draw its loss curves)."""
+    from harness.train.manifest import read_manifest
+
+    r = plan.resolved.get(name)
+    return read_manifest(r.adapters[-1]) if r is not None and r.adapters else None
+
+
