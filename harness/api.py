@@ -45,11 +45,15 @@ def _override(cfg: HarnessConfig, **changes: Any) -> HarnessConfig:
 def run(config: str | Path | HarnessConfig | None = None, *, models: list[str] | None = None,
         tasks: list[str] | None = None, benchmarks: list[str] | None = None, judge: str | None = None,
         limit: int | None = None, output_dir: str | Path | None = None, resume: str | Path | None = None,
-        quiet: bool = True, write_report: bool = True):
-    """Evaluate models on tasks/benchmarks/judge; returns the ``RunDir``."""
+        quiet: bool = True, write_report: bool = True, trust_remote_code: bool | None = None):
+    """Evaluate models on tasks/benchmarks/judge; returns the ``RunDir``.
+
+    Every input is checked before the run directory is made; a failure while running keeps the
+    finished units for ``resume=``. ``trust_remote_code=True`` (or HARNESS_TRUST_REMOTE_CODE=1)
+    is the consent a model with ``trust_remote_code: true`` needs."""
     from harness import runner as runmod
     from harness.progress import Progress
-    from harness.stages.plan import check_judge, make_plan
+    from harness.stages.plan import check_judge, make_plan, remote_code_consent
     from harness.stages.score import score_run
 
     cfg = load_config(config)
@@ -58,13 +62,24 @@ def run(config: str | Path | HarnessConfig | None = None, *, models: list[str] |
     if judge is not None:
         judge_cfg = {**cfg.judge.model_dump(), "backend": judge, "fallback": None}
     cfg = _override(cfg, tasks=tasks, benchmarks=bench, judge=judge_cfg, limit=limit)
-    plan = make_plan(cfg, models)
+    plan = make_plan(cfg, models, trust_remote_code=remote_code_consent(trust_remote_code))
     check_judge(plan)  # a judge server that is down fails here, before any model loads
     rundir = runmod.start_rundir(cfg, plan, str(output_dir) if output_dir else None,
                                  str(resume) if resume else None)
-    with Progress(quiet=quiet) as progress:
-        progress.log(f"run directory: {rundir.path}")
-        runmod.execute(plan, rundir, progress)
+    try:
+        with Progress(quiet=quiet) as progress:
+            progress.log(f"run directory: {rundir.path}")
+            for note in plan.notes:
+                progress.log(f"note: {note}")
+            trusted = [n for n in plan.models if cfg.models[n].trust_remote_code]
+            if trusted:
+                progress.log(f"trust_remote_code: running the model folder's own code for {', '.join(trusted)}")
+            runmod.execute(plan, rundir, progress)
+            if resume:
+                progress.log(f"resume: {rundir.units_reused} finished units reused, "
+                             f"{rundir.units_computed} computed")
+    except BaseException as err:
+        raise runmod.after_failure(rundir, not resume, err) from None
     score_run(rundir, seed=cfg.seed, n_resamples=cfg.bootstrap_resamples)
     if write_report:
         report(rundir.path)

@@ -11,8 +11,6 @@ from pathlib import Path
 
 import typer
 
-from harness.errors import HarnessError
-
 app = typer.Typer(help="Evaluate base, SFT and DPO checkpoints side by side: metrics, benchmarks, "
                        "LLM-as-judge, reports and CI gates.", no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False)
@@ -33,22 +31,62 @@ def _fail(msg: str, code: int) -> None:
 
 
 def user_errors(fn):
-    """Turn input mistakes into one line on stderr and exit code 2 (1 for a failed gate)."""
+    """The one error handler every command goes through: a HarnessError or a known library error
+    is one line on stderr with the fix (exit 2); a failed gate exits 1; anything unexpected is one
+    line plus the path of the full traceback (exit 3). Library chatter is silenced first (unless
+    --verbose), so nothing lands on stderr in front of that line."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from harness.errors import GateFailed
+        import click
 
+        from harness.errors import GateFailed, as_user_error
+        from harness.progress import quiet_libraries
+
+        quiet_libraries(bool(kwargs.get("verbose")))
         try:
             return fn(*args, **kwargs)
-        except HarnessError as err:
-            _fail(str(err), 2)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
         except GateFailed as err:
             _fail(str(err) or "a gate failed", 1)
         except KeyboardInterrupt:
             _fail("interrupted: finished units are saved; continue with `harness run --resume RUN_DIR`", 130)
+        except Exception as err:  # noqa: BLE001 - the last line of defence: never a raw traceback
+            known = as_user_error(err)
+            if known is not None:
+                _fail(str(known), 2)
+            kept = getattr(err, "run_dir", None)
+            resume = f"; finished units are kept: `harness run --resume {kept}`" if kept else ""
+            _fail(f"unexpected {type(err).__name__}: {_one_line(err)} (full traceback: {_save_traceback(err)}; "
+                  f"please report it){resume}", 3)
 
     return wrapper
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text[:300] + ("…" if len(text) > 300 else "")
+
+
+def _save_traceback(err: BaseException) -> str:
+    import os
+    import tempfile
+    import traceback
+    from datetime import datetime
+
+    text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    root = Path(os.environ.get("HARNESS_CACHE") or Path.home() / ".cache" / "harness") / "logs"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        path = root / f"crash-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}.txt"
+        path.write_text(text, encoding="utf-8")
+    except OSError:
+        fd, name = tempfile.mkstemp(prefix="harness-crash-", suffix=".txt")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        path = Path(name)
+    return str(path)
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -246,12 +284,18 @@ def run(
     gate: bool = typer.Option(False, "--gate", help="Run the config's gates at the end and exit with their code."),
     junit: Path | None = typer.Option(None, "--junit", help="With --gate: write JUnit XML here."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code",
+                                           help="Allow models marked `trust_remote_code: true` in the config to "
+                                                "run their folder's Python code (the config alone cannot)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Let libraries print their own bars, warnings "
+                                                                "and logs."),
 ) -> None:
     """Evaluate the configured models on tasks, benchmarks and the judge; write a run directory and reports."""
     from harness import api
 
     rundir = api.run(config=config, models=_split(models), tasks=_split(tasks), benchmarks=_split(benchmarks),
-                     judge=judge, limit=limit, output_dir=output, resume=resume, quiet=quiet)
+                     judge=judge, limit=limit, output_dir=output, resume=resume, quiet=quiet,
+                     trust_remote_code=trust_remote_code or None)
     typer.echo(f"run directory: {rundir.path}")
     typer.echo(f"report: {rundir.path / 'report.html'}")
     if gate:

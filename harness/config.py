@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, did_you_mean
 from harness.io import read_yaml
 
 PROMPT_FORMATS = ("chat", "alpaca", "alpaca-ko", "chatml", "zephyr", "llama3", "gemma", "phi3", "qa-ko", "plain")
@@ -113,6 +113,16 @@ class HarnessConfig(_Strict):
     bootstrap_resamples: int = Field(default=1000, ge=100)
     base_dir: str = Field(default=".", exclude=True)
 
+    @field_validator("models", mode="before")
+    @classmethod
+    def _string_names(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            for name in v:
+                if not isinstance(name, str):
+                    raise ValueError(f"model name {name!r} is not text (YAML reads yes/no/on/off/true/false "
+                                     "as booleans and digits as numbers): quote it")
+        return v
+
     @field_validator("models")
     @classmethod
     def _names(cls, v: dict[str, ModelSpec]) -> dict[str, ModelSpec]:
@@ -167,24 +177,71 @@ class HarnessConfig(_Strict):
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
-def _format_validation_error(err: ValidationError, where: str) -> str:
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    msg = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        msg = "unknown field"
-    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-    return f"{where}: field '{loc}': {msg}{more}"
+def _schema_at(loc: tuple) -> type[BaseModel] | None:
+    """The config model that owns the field at ``loc`` (for "did you mean")."""
+    schema: Any = HarnessConfig
+    for part in loc:
+        if schema is HarnessConfig:
+            schema = {"models": dict, "generation": GenerationConfig, "judge": JudgeConfig,
+                      "benchmarks": list}.get(part)
+            schema = {dict: "models", list: "benchmarks"}.get(schema, schema)
+        elif schema == "models":
+            schema = ModelSpec
+        elif schema == "benchmarks":
+            schema = BenchmarkSpec
+        else:
+            return None
+    return schema if isinstance(schema, type) and issubclass(schema, BaseModel) else None
 
 
-def config_from_dict(data: Any, *, where: str = "config", base_dir: str | Path = ".") -> HarnessConfig:
+def _format_validation_error(err: ValidationError, where: str, lines: dict[tuple, int] | None = None) -> str:
+    """Every problem, on one line: ``file:line: field 'a.b': what (did you mean ...)``."""
+    problems = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            schema = _schema_at(loc[:-1])
+            msg = "unknown field" + (did_you_mean(loc[-1], schema.model_fields) if schema else "")
+        dotted = ".".join(str(p) for p in loc) or "(top level)"
+        line = (lines or {}).get(loc) or (lines or {}).get(loc[:-1])
+        problems.append(f"{where}{f':{line}' if line else ''}: field '{dotted}': {msg}")
+    return "; ".join(problems)
+
+
+def yaml_key_lines(text: str) -> dict[tuple, int]:
+    """The line of every mapping key / list item in a YAML text, by its path (for error places)."""
+    import yaml
+
+    out: dict[tuple, int] = {}
+
+    def walk(node, path: tuple) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                key = path + (k.value,)
+                out.setdefault(key, k.start_mark.line + 1)
+                walk(v, key)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                out.setdefault(path + (i,), v.start_mark.line + 1)
+                walk(v, path + (i,))
+
+    try:
+        walk(yaml.compose(text, Loader=yaml.SafeLoader), ())
+    except yaml.YAMLError:
+        pass
+    return out
+
+
+def config_from_dict(data: Any, *, where: str = "config", base_dir: str | Path = ".",
+                     lines: dict[tuple, int] | None = None) -> HarnessConfig:
     if not isinstance(data, dict):
         raise HarnessError(f"{where}: expected a mapping with 'models:' at the top level, "
                            f"got {type(data).__name__}", fix="See README 'Configuration'.")
     try:
         cfg = HarnessConfig.model_validate({**data, "base_dir": str(base_dir)})
     except ValidationError as err:
-        raise HarnessError(_format_validation_error(err, where),
+        raise HarnessError(_format_validation_error(err, where, lines),
                            fix="See README 'Configuration' for the allowed fields.") from None
     return cfg
 
@@ -194,4 +251,6 @@ def load_config(path: str | Path) -> HarnessConfig:
     p = Path(path)
     if not p.is_file():
         raise HarnessError(f"config file not found: {p}", fix="Pass --config PATH or run without one for the demo.")
-    return config_from_dict(read_yaml(p), where=str(p), base_dir=p.resolve().parent)
+    data = read_yaml(p)
+    return config_from_dict(data, where=str(p), base_dir=p.resolve().parent,
+                            lines=yaml_key_lines(p.read_text(encoding="utf-8")))

@@ -146,15 +146,47 @@ def read_jsonl(path: str | os.PathLike, *, what: str = "JSONL file", fix: str | 
 
 
 def read_yaml(path: str | os.PathLike, *, what: str = "YAML file") -> Any:
-    """A YAML file's content; a syntax error names ``file:line`` (configs, tasks, judges)."""
+    """A YAML file's content; a syntax error names ``file:line`` (configs, tasks, judges).
+
+    Stricter than ``yaml.safe_load`` where it silently loses what a user wrote: a key given
+    twice in one mapping (the last would win) and a key YAML reads as a boolean, number or null
+    (``off:``, ``no:``, ``1:``) are errors naming both lines / the line, with the fix."""
     import yaml
 
     p = Path(path)
     text = read_text(p, what=what)
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_strict_loader(str(p)))  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise HarnessError(f"{p}{line}: not valid YAML: {problem}", fix="Fix the YAML syntax.") from None
+
+
+def _strict_loader(where: str):
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            if isinstance(node, yaml.MappingNode):
+                own = sum(1 for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge")
+                self.flatten_mapping(node)  # merged (<<) keys come first; the node's own may override them
+                seen: dict[Any, int] = {}
+                for key_node, _ in node.value[len(node.value) - own:]:
+                    key = self.construct_object(key_node, deep=True)
+                    line = key_node.start_mark.line + 1
+                    if not isinstance(key, str):
+                        raw = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
+                        kind = {bool: "a boolean", int: "a number", float: "a number",
+                                type(None): "null"}.get(type(key), type(key).__name__)
+                        raise HarnessError(f"{where}:{line}: the key {raw!r} is read by YAML as {kind}",
+                                           fix=f"Quote it: '{raw}':")
+                    if key in seen:
+                        raise HarnessError(f"{where}:{line}: the key {key!r} is given twice "
+                                           f"(first at line {seen[key]}); YAML would keep only the last",
+                                           fix="Give each key once.")
+                    seen[key] = line
+            return super().construct_mapping(node, deep=deep)
+
+    return StrictLoader

@@ -1,8 +1,31 @@
-"""One progress display for a run: rich bars on a terminal, silent when quiet."""
+"""One progress display for a run (rich bars on a terminal, silent when quiet), and the switch
+that keeps library chatter (tqdm bars, warnings, logs) off the terminal unless --verbose."""
 
 from __future__ import annotations
 
+import logging
+import os
+import warnings
 from contextlib import contextmanager
+
+_CHATTY_LOGGERS = ("transformers", "datasets", "accelerate", "peft", "trl", "lm_eval", "lm-eval",
+                   "huggingface_hub", "urllib3", "httpx", "filelock", "absl")
+
+
+def quiet_libraries(verbose: bool = False) -> None:
+    """Silence the libraries harness drives: their progress bars, warnings and info logs would
+    otherwise interleave with harness's own display and push an error line off the screen.
+    ``verbose`` (``--verbose`` / HARNESS_VERBOSE=1) leaves everything on."""
+    if verbose or os.environ.get("HARNESS_VERBOSE", "").lower() in ("1", "true", "yes"):
+        return
+    for var, value in (("HF_HUB_DISABLE_PROGRESS_BARS", "1"), ("TRANSFORMERS_VERBOSITY", "error"),
+                       ("TQDM_DISABLE", "1"), ("TOKENIZERS_PARALLELISM", "false"),
+                       ("DATASETS_VERBOSITY", "error"), ("TF_CPP_MIN_LOG_LEVEL", "3")):
+        os.environ.setdefault(var, value)
+    for category in (FutureWarning, DeprecationWarning, UserWarning, RuntimeWarning):
+        warnings.filterwarnings("ignore", category=category)
+    for name in _CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 class Progress:

@@ -41,9 +41,13 @@ def execute(plan: Plan, rundir, progress: Progress) -> None:
 
 
 def start_rundir(cfg: HarnessConfig, plan: Plan, output_dir: str | None, resume: str | None):
+    """A new run directory (config snapshot + run.json), or the one to resume.
+
+    Resuming under a changed config is allowed: unit keys hash everything a unit depends on, so
+    units whose key still matches are reused and the rest are computed; run.json records the
+    new config and the resume."""
     import yaml
 
-    from harness.env import environment
     from harness.store import RunDir
 
     if resume:
@@ -51,17 +55,31 @@ def start_rundir(cfg: HarnessConfig, plan: Plan, output_dir: str | None, resume:
             raise HarnessError(f"--resume {resume}: not a run directory (no run.json)",
                                fix="Pass a folder that `harness run` created, e.g. reports/<run-id>.")
         rundir = RunDir(resume)
-        old = rundir.run_info().get("config_hash")
-        if old and old != cfg.hash():
-            raise HarnessError(f"--resume {resume}: the run used config {old}, this config is {cfg.hash()}",
-                               fix="Resume with the same config, or start a new run without --resume.")
+        info = rundir.run_info()
+        old = info.get("config_hash")
+        if old != cfg.hash():
+            rundir.write_text("config.yaml", yaml.safe_dump(cfg.snapshot(), allow_unicode=True, sort_keys=False))
+        info.update(_plan_info(cfg, plan))
+        info.setdefault("resumes", []).append({"at": _now(), "config_hash": cfg.hash(), "previous_config": old,
+                                               "units_before": rundir.finished_units()})
+        rundir.write_json("run.json", info)
         return rundir
     root = Path(output_dir) if output_dir else cfg.resolve_path(cfg.output_dir)
     rundir = RunDir.create(root, config_hash=cfg.hash())
     rundir.write_text("config.yaml", yaml.safe_dump(cfg.snapshot(), allow_unicode=True, sort_keys=False))
-    rundir.write_json("run.json", {
-        "run_id": rundir.path.name,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    rundir.write_json("run.json", {"run_id": rundir.path.name, "created": _now(), **_plan_info(cfg, plan),
+                                   "models": {}})
+    return rundir
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _plan_info(cfg: HarnessConfig, plan: Plan) -> dict[str, Any]:
+    from harness.env import environment
+
+    info = {
         "config_hash": cfg.hash(),
         "models_order": plan.models,
         "tasks": [t.name for t in plan.tasks],
@@ -69,6 +87,28 @@ def start_rundir(cfg: HarnessConfig, plan: Plan, output_dir: str | None, resume:
         "env": environment(Path(cfg.base_dir)),
         "judge": {"backend": plan.judge_label, "small_local": plan.judge_label.startswith("hf:"),
                   "judges": list(cfg.judge.judges) if plan.judge_backend is not None else []},
-        "models": {},
-    })
-    return rundir
+    }
+    trusted = [n for n in plan.models if cfg.models[n].trust_remote_code]
+    if trusted:
+        info["trust_remote_code"] = trusted
+    return info
+
+
+def after_failure(rundir, created: bool, err: BaseException) -> BaseException:
+    """What a failed run leaves: nothing, when this call created the run directory and no unit
+    finished (an input error); else the finished units, and an error that says how to resume."""
+    import shutil
+
+    if created and rundir.finished_units() == 0:
+        shutil.rmtree(rundir.path, ignore_errors=True)
+        return err
+    hint = (f"finished units are kept in {rundir.path}: after fixing the cause, continue with "
+            f"`harness run --resume {rundir.path}`")
+    if isinstance(err, HarnessError):
+        new = HarnessError(f"{err}; {hint}")
+        new.__cause__ = err.__cause__
+        return new
+    err.run_dir = str(rundir.path)  # the CLI's one-line report for unexpected errors names it
+    if hasattr(err, "add_note"):
+        err.add_note(hint)
+    return err

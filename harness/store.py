@@ -60,6 +60,8 @@ class RunDir:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        self.units_reused = 0    # unit markers found (resume skips those units)
+        self.units_computed = 0  # units finished by this process
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
@@ -187,10 +189,18 @@ class RunDir:
         return Path("units") / f"{_check_name(key, 'unit key')}.json"
 
     def unit_done(self, key: str) -> bool:
-        return self.file(self._unit_rel(key)).is_file()
+        done = self.file(self._unit_rel(key)).is_file()
+        self.units_reused += done
+        return done
 
     def mark_unit_done(self, key: str, info: dict[str, Any] | None = None) -> Path:
+        self.units_computed += 1
         return self.write_json(self._unit_rel(key), {"key": key, **(info or {})})
+
+    def finished_units(self) -> int:
+        """How many unit markers the run directory holds."""
+        root = self.path / "units"
+        return sum(1 for _ in root.glob("*.json")) if root.is_dir() else 0
 
 
 def is_run_dir(path: str | os.PathLike) -> bool:

@@ -228,12 +228,29 @@ def test_resume_recomputes_nothing(full_run, monkeypatch, judge_server):
     assert json.loads((run / "scores.json").read_text())["groups"]["tiny"]["models"]["dpo"]
 
 
-def test_resume_with_a_changed_config_is_refused(full_run, tmp_path):
+def test_resume_with_a_changed_config_reuses_matching_units(full_run, tmp_path, monkeypatch, judge_server):
+    """Resuming under another config keeps every unit whose key still matches and computes the
+    rest (unit keys hash what a unit depends on); run.json records the new config."""
+    import shutil
+
     config, run = full_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    resumes = len(json.loads((copy / "run.json").read_text()).get("resumes", []))
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    # judge concurrency is in no unit key: everything is reused, nothing recomputed
+    same = config.parent / "same-units.yaml"
+    same.write_text(config.read_text().replace("concurrency: 2", "concurrency: 3"))
+    again = api.run(same, resume=copy)
+    assert (again.units_reused, again.units_computed) == (len(list((copy / "units").iterdir())), 0)
+    # a smaller limit changes every generation unit (and so the judged answers): recomputed
     changed = config.parent / "changed.yaml"  # next to the original: the same relative task paths
     changed.write_text(config.read_text().replace("limit: 4", "limit: 3"))
-    with pytest.raises(HarnessError, match="the run used config .* this config is"):
-        api.run(changed, resume=run)
+    again = api.run(changed, resume=copy)
+    assert again.units_computed > 0
+    info = json.loads((copy / "run.json").read_text())
+    assert info["config_hash"] == api.load_config(changed).hash() and len(info["resumes"]) == resumes + 2
+    assert len((copy / "samples" / "sft" / "tiny.jsonl").read_text().splitlines()) == 3
     with pytest.raises(HarnessError, match="not a run directory"):
         api.run(config, resume=tmp_path)
 

@@ -12,36 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness.config import HarnessConfig, ModelSpec
-from harness.errors import HarnessError
+from harness.config import HarnessConfig
 from harness.records import Sample
 from harness.stages.plan import Plan, describe_model, train_manifest
 from harness.store import unit_key
-from harness.tasks import TaskSpec, read_rows_located
-
-
-def _responses_samples(cfg: HarnessConfig, name: str, spec: ModelSpec, task: TaskSpec,
-                       items: list[Sample]) -> list[Sample]:
-    """Answers another system generated, matched to the task's items by instruction+input."""
-    path = cfg.resolve_path(spec.responses)
-    f = task.fields
-    by_key = {}
-    for where, row in read_rows_located(path):
-        if spec.field not in row:
-            raise HarnessError(f"{where}: missing field '{spec.field}'",
-                               fix=f"Set models.{name}.field to the field that holds the answer.")
-        key = (str(row.get(f.instruction, "")), str(row.get(f.input, "") or "") if f.input else "")
-        by_key[key] = row
-    out = []
-    for s in items:
-        row = by_key.get((s.instruction, s.input))
-        if row is None:
-            raise HarnessError(f"{path}: no answer for task {task.name} item {s.id} ({s.instruction[:40]!r})",
-                               fix="The responses file must contain every instruction of the task.")
-        resp = row[spec.field]
-        out.append(Sample(**{**s.to_dict(), "model": name, "response": "" if resp is None else str(resp),
-                             "prompt": "", "meta": {**s.meta, "source": "responses"}}))
-    return out
+from harness.tasks import TaskSpec
 
 
 def _generate_samples(engine, fmt, system: str | None, items: list[Sample], name: str, task: TaskSpec,
@@ -106,7 +81,7 @@ def run_generation(plan: Plan, rundir, progress, model_info: dict[str, Any]) -> 
             t0 = time.perf_counter()
             items = plan.items[task.name]
             if spec.responses:
-                samples = _responses_samples(cfg, name, spec, task, items)
+                samples = plan.responses[(name, task.name)]
             else:
                 pool = plan.pool()
                 engine = pool.engine(name)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import HarnessConfig
-from harness.errors import HarnessError
+from harness.errors import HarnessError, did_you_mean
 from harness.records import Sample
 from harness.tasks import TaskSpec, load_samples, load_tasks
 
@@ -28,6 +28,8 @@ class Plan:
     items: dict[str, list[Sample]] = field(default_factory=dict)  # task -> its items (data read and checked)
     judge_backend: Any = None  # a judging backend, already checked reachable
     judge_label: str = "none"
+    responses: dict[tuple[str, str], list[Sample]] = field(default_factory=dict)  # (model, task) -> answers
+    notes: list[str] = field(default_factory=list)  # things the user should hear once, printed at the start
     _pool: Any = None
 
     def pool(self):
@@ -42,13 +44,21 @@ class Plan:
         self._pool = None  # the loaded weights are freed with the pool
 
 
-def make_plan(cfg: HarnessConfig, models: list[str] | None = None) -> Plan:
+def make_plan(cfg: HarnessConfig, models: list[str] | None = None, *, trust_remote_code: bool = False) -> Plan:
+    """Resolve models, tasks and data; check everything that can be checked without weights.
+
+    ``trust_remote_code`` is the user's consent (``--trust-remote-code`` or
+    HARNESS_TRUST_REMOTE_CODE=1): a model with ``trust_remote_code: true`` in the config alone
+    is refused, so a config from a pull request cannot run a model folder's code."""
     from harness.models.load import resolve_models
+    from harness.responses import looks_like_python_literal, match_responses
 
     names = models or list(cfg.models)
     unknown = [m for m in names if m not in cfg.models]
     if unknown:
-        raise HarnessError(f"--models: unknown model '{unknown[0]}'", fix=f"Configured models: {', '.join(cfg.models)}.")
+        raise HarnessError(f"--models: unknown model '{unknown[0]}'{did_you_mean(unknown[0], cfg.models)}",
+                           fix=f"Configured models: {', '.join(cfg.models)}.")
+    _check_remote_code(cfg, trust_remote_code)
     # an adapter's base model must be loadable even when not evaluated itself
     tasks = load_tasks(cfg.tasks, extra=[Path(cfg.base_dir) / "tasks", Path(cfg.base_dir)])
     model_specs = {n: s for n, s in cfg.models.items() if not s.responses}
@@ -56,13 +66,45 @@ def make_plan(cfg: HarnessConfig, models: list[str] | None = None) -> Plan:
     for name in names:
         spec = cfg.models[name]
         if spec.responses and not cfg.resolve_path(spec.responses).is_file():
-            raise HarnessError(f"models.{name}.responses: file not found: {spec.responses}")
+            raise HarnessError(f"models.{name}.responses: file not found: {spec.responses}",
+                               fix="Relative paths are relative to the config file.")
     # read every data file now: a bad line fails before a run directory exists or a model loads
     items = {t.name: load_samples(t, cfg.limit) for t in tasks}
     for task in tasks:
         if "json" in task.metrics:
             _check_json_references(task, items[task.name])
-    return Plan(config=cfg, models=names, tasks=tasks, resolved=resolved, items=items)
+    plan = Plan(config=cfg, models=names, tasks=tasks, resolved=resolved, items=items)
+    for name in names:  # answers made elsewhere: read and matched now, every line checked
+        spec = cfg.models[name]
+        if not spec.responses:
+            continue
+        for task in tasks:
+            samples = match_responses(cfg.resolve_path(spec.responses), spec.field, name, task, items[task.name])
+            plan.responses[(name, task.name)] = samples
+            literal = sum(looks_like_python_literal(s.response) for s in samples)
+            if literal:
+                plan.notes.append(f"models.{name}: {literal} of {len(samples)} answers on {task.name} are Python "
+                                  "dict/list literals (single quotes, True/None), not JSON: strict valid_json "
+                                  "scores them invalid; json_lenient accepts them")
+    return plan
+
+
+def _check_remote_code(cfg: HarnessConfig, consent: bool) -> None:
+    wants = [n for n, s in cfg.models.items() if s.trust_remote_code]
+    if wants and not consent:
+        raise HarnessError(f"models.{wants[0]}.trust_remote_code is true: loading it would run Python code "
+                           "shipped in the model folder, and a config alone cannot allow that",
+                           fix="If you trust that code, pass --trust-remote-code (or set "
+                               "HARNESS_TRUST_REMOTE_CODE=1); otherwise remove the field.")
+
+
+def remote_code_consent(flag: bool | None = None) -> bool:
+    """The user's consent to run model-folder code: the CLI flag, else HARNESS_TRUST_REMOTE_CODE."""
+    import os
+
+    if flag:
+        return True
+    return os.environ.get("HARNESS_TRUST_REMOTE_CODE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _check_json_references(task: TaskSpec, items: list[Sample]) -> None:
