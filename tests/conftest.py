@@ -45,3 +45,22 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     lora_on_a = tiny_lora(merged, root / "lora_on_a", seed=3, base_name=str(lora_a))
     return {"base": base, "lora_a": lora_a, "lora_b": lora_b, "lora_a_merged": merged,
             "lora_on_a": lora_on_a}
+
+
+@pytest.fixture(scope="module")
+def fake_judge():
+    """Start a fake Ollama / OpenAI-compatible judge server (tests/fake_judge_server.py):
+    ``fake_judge(models=[...], responder=fn, latency=s)`` -> the started ``FakeJudgeServer``.
+    Every server started stops when the test module ends (stopping one earlier is fine)."""
+    from fake_judge_server import FakeJudgeServer
+
+    started: list[FakeJudgeServer] = []
+
+    def start(**kwargs) -> FakeJudgeServer:
+        server = FakeJudgeServer(**kwargs).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

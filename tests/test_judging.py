@@ -35,9 +35,11 @@ FAST = {"backoff": 0.01, "max_backoff": 0.05}
 
 
 @pytest.fixture
-def srv():
-    with FakeJudgeServer(models=["llama3:latest", "judge-model"]) as s:
-        yield s
+def srv(fake_judge):
+    """A fresh server per test: scripted actions, responders and request counts never leak."""
+    s = fake_judge(models=["llama3:latest", "judge-model"])
+    yield s
+    s.stop()
 
 
 def backend_for(kind: str, srv: FakeJudgeServer, **opts):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fake_judge_server import Action, FakeJudgeServer, free_port
+from fake_judge_server import Action, free_port
 
 from harness import api
 from harness.errors import HarnessError
@@ -89,9 +89,8 @@ def _forbid_loading(monkeypatch, why: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def judge_server():
-    with FakeJudgeServer(models=["llama3:latest"], responder=_judge_reply) as srv:
-        yield srv
+def judge_server(fake_judge):
+    return fake_judge(models=["llama3:latest"], responder=_judge_reply)
 
 
 @pytest.fixture(scope="module")

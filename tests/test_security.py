@@ -40,7 +40,7 @@ def test_unsandboxed_jinja_would_run_the_escape(tmp_path):
 
 
 def test_hostile_judge_template_is_refused_when_loaded(tmp_path):
-    from harness.judging.judge import load_judge
+    from harness.judging import load_judge
 
     marker = tmp_path / "pwned"
     d = _hostile_judge(tmp_path, marker)

@@ -14,25 +14,13 @@ from .backends import (
     make_backend,
     parse_backend_spec,
 )
-from .judge import (
-    JudgeCache,
-    JudgeDefinition,
-    JudgeItem,
-    JudgeSpec,
-    PairItem,
-    available_judges,
-    count_missing,
-    default_cache_dir,
-    default_pairs,
-    items_from_samples,
-    judge_pairwise,
-    judge_pointwise,
-    load_judge,
-    pairs_from_samples,
-    summarize_pairwise,
-    summarize_pointwise,
-)
+from .cache import JudgeCache, default_cache_dir
+from .definition import JudgeDefinition, JudgeSpec, available_judges, load_judge
+from .items import JudgeItem, PairItem, default_pairs, items_from_samples, pairs_from_samples
+from .pairwise import judge_pairwise
 from .parse import Parsed, parse_preference, parse_score
+from .pointwise import judge_pointwise
+from .summary import count_missing, summarize_pairwise, summarize_pointwise
 
 __all__ = [
     "HFBackend",

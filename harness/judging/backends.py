@@ -11,7 +11,7 @@
 
 Transport failures that are worth retrying (HTTP 5xx/429, connection refused or dropped,
 timeouts) raise :class:`TransientJudgeError`; anything else a backend cannot do raises
-:class:`JudgeRequestError`. The retry/backoff policy lives in ``judge.py``.
+:class:`JudgeRequestError`. The retry/backoff policy lives in ``asker.py``.
 Heavy client imports happen inside the methods.
 """
 
