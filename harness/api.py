@@ -56,6 +56,8 @@ def run(config: str | Path | HarnessConfig | None = None, *, models: list[str] |
     from harness.stages.plan import check_judge, make_plan, remote_code_consent
     from harness.stages.score import score_run
 
+    if resume:
+        runmod.check_resume(resume)
     cfg = load_config(config)
     bench = None if benchmarks is None else [b for b in benchmarks if b != "none"]
     judge_cfg = None

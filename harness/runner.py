@@ -51,9 +51,7 @@ def start_rundir(cfg: HarnessConfig, plan: Plan, output_dir: str | None, resume:
     from harness.store import RunDir
 
     if resume:
-        if not (Path(resume) / "run.json").is_file():
-            raise HarnessError(f"--resume {resume}: not a run directory (no run.json)",
-                               fix="Pass a folder that `harness run` created, e.g. reports/<run-id>.")
+        check_resume(resume)
         rundir = RunDir(resume)
         info = rundir.run_info()
         old = info.get("config_hash")
@@ -70,6 +68,12 @@ def start_rundir(cfg: HarnessConfig, plan: Plan, output_dir: str | None, resume:
     rundir.write_json("run.json", {"run_id": rundir.path.name, "created": _now(), **_plan_info(cfg, plan),
                                    "models": {}})
     return rundir
+
+
+def check_resume(resume: str | Path) -> None:
+    if not (Path(resume) / "run.json").is_file():
+        raise HarnessError(f"--resume {resume}: not a run directory (no run.json)",
+                           fix="Pass a folder that `harness run` created, e.g. reports/<run-id>.")
 
 
 def _now() -> str:

@@ -126,7 +126,11 @@ def test_bad_task_name_and_run_dirs(tmp_path):
 def test_unreachable_judge_is_exit_2(tmp_path):
     from fake_judge_server import free_port
 
-    (tmp_path / "answers.jsonl").write_text('{"instruction": "a", "model_response": "b"}\n')
+    from harness.tasks import load_samples, load_tasks
+
+    items = load_samples(load_tasks(["demo-en"])[0])  # a complete answers file: the judge is what fails
+    (tmp_path / "answers.jsonl").write_text("".join(
+        json.dumps({"instruction": s.instruction, "input": s.input, "model_response": "b"}) + "\n" for s in items))
     cfg = tmp_path / "harness.yaml"
     port = free_port()
     cfg.write_text(f"models:\n  mine: {{responses: answers.jsonl}}\ntasks: [demo-en]\n"
