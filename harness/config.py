@@ -20,6 +20,17 @@ from harness.io import read_yaml
 PROMPT_FORMATS = ("chat", "alpaca", "alpaca-ko", "chatml", "zephyr", "llama3", "gemma", "phi3", "qa-ko", "plain")
 
 
+TEMPLATE_SUFFIXES = (".jinja", ".j2", ".jinja2", ".txt")
+
+
+def check_prompt_format(v: str | None) -> str | None:
+    """A prompt format must be a named one, a Jinja template, or a template file path."""
+    if v is None or v in PROMPT_FORMATS or "{{" in v or "{%" in v or v.endswith(TEMPLATE_SUFFIXES):
+        return v
+    raise ValueError(f"{v!r} is not a known format{did_you_mean(v, PROMPT_FORMATS)}, a Jinja template or a "
+                     f"template file ({', '.join(TEMPLATE_SUFFIXES)}); known formats: {', '.join(PROMPT_FORMATS)}")
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -54,6 +65,11 @@ class ModelSpec(_Strict):
         default=None, description="'chat' (the tokenizer's chat template), a named format, or a Jinja template"
     )
     system_prompt: str | None = None
+
+    @field_validator("prompt_format")
+    @classmethod
+    def _known_format(cls, v: str | None) -> str | None:
+        return check_prompt_format(v)
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelSpec:
@@ -203,6 +219,10 @@ def _format_validation_error(err: ValidationError, where: str, lines: dict[tuple
         if e["type"] == "extra_forbidden":
             schema = _schema_at(loc[:-1])
             msg = "unknown field" + (did_you_mean(loc[-1], schema.model_fields) if schema else "")
+        given = e.get("input")
+        if e["type"] not in ("extra_forbidden", "missing") and isinstance(given, (str, int, float, bool)) \
+                and repr(given) not in msg:
+            msg += f" (got {given!r})"
         dotted = ".".join(str(p) for p in loc) or "(top level)"
         line = (lines or {}).get(loc) or (lines or {}).get(loc[:-1])
         problems.append(f"{where}{f':{line}' if line else ''}: field '{dotted}': {msg}")

@@ -77,7 +77,6 @@ def judge_run(plan, rundir, progress, pool_factory: Callable[[], Any]) -> None:
         items_from_samples,
         judge_pairwise,
         judge_pointwise,
-        load_judge,
         pairs_from_samples,
     )
     from harness.store import unit_key
@@ -85,9 +84,8 @@ def judge_run(plan, rundir, progress, pool_factory: Callable[[], Any]) -> None:
     jc = plan.config.judge
     backend = plan.judge_backend
     by_model = _samples(rundir, plan.models, [t.name for t in plan.tasks], jc.limit)
-    common = dict(concurrency=jc.concurrency, retries=jc.retries, repeats=jc.repeats)
-    for judge_name in jc.judges:
-        defn = load_judge(judge_name)
+    common = {"concurrency": jc.concurrency, "retries": jc.retries, "repeats": jc.repeats}
+    for defn in plan.judges:  # loaded and checked while planning
         if defn.kind == "pairwise":
             if len(by_model) < 2:
                 continue

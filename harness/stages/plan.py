@@ -28,6 +28,7 @@ class Plan:
     items: dict[str, list[Sample]] = field(default_factory=dict)  # task -> its items (data read and checked)
     judge_backend: Any = None  # a judging backend, already checked reachable
     judge_label: str = "none"
+    judges: list[Any] = field(default_factory=list)  # JudgeDefinitions, loaded and checked
     responses: dict[tuple[str, str], list[Sample]] = field(default_factory=dict)  # (model, task) -> answers
     notes: list[str] = field(default_factory=list)  # things the user should hear once, printed at the start
     _pool: Any = None
@@ -127,7 +128,11 @@ def check_judge(plan: Plan) -> None:
     jc = plan.config.judge
     if jc.backend == "none" or not plan.tasks:
         return
+    from harness.judging import load_judge
     from harness.judging.backends import make_backend
+
+    # the judge definitions first (local files: a typo or a hostile template fails before any request)
+    plan.judges = [load_judge(_judge_ref(plan.config, j)) for j in jc.judges]
     from harness.stages.judge import backend_options, hf_callables
 
     def build(spec: str):
@@ -145,6 +150,14 @@ def check_judge(plan: Plan) -> None:
         if not jc.fallback:
             raise
         plan.judge_backend, plan.judge_label = build(jc.fallback), jc.fallback
+
+
+def _judge_ref(cfg: HarnessConfig, ref: str) -> str:
+    """A judge named in the config: a judge name, or a folder relative to the config file."""
+    if "/" in ref or "\\" in ref or ref.startswith("."):
+        return str(cfg.resolve_path(ref))
+    local = Path(cfg.base_dir) / ref
+    return str(local) if (local / "judge.yaml").is_file() else ref
 
 
 def describe_model(plan: Plan, name: str) -> Any:

@@ -1,0 +1,553 @@
+"""Every bad input is one line, exit code 2, before anything starts.
+
+One table of malformed inputs (configs, models, tasks, data, answers files, judges, templates,
+gates, run directories). Each case starts from a small valid project (a responses model, so no
+weights load), breaks one thing, runs the real CLI and asserts: exit code 2, exactly one line
+starting with ``error:``, no traceback, the place and the fix named, and no run directory left
+behind. A property test then corrupts a valid config and data file at random and checks that
+the CLI never shows a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from harness.cli import app
+
+ROWS = [{"instruction": "Give the antonym of hot.", "input": "", "output": "cold"},
+        {"instruction": "What is the capital of France?", "input": "", "output": "Paris"}]
+
+
+@dataclass
+class Project:
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "harness.yaml"
+
+    def write(self, rel: str, text: str | bytes) -> Path:
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(text, bytes):
+            path.write_bytes(text)
+        else:
+            path.write_text(text, encoding="utf-8")
+        return path
+
+    def config_text(self, models: str = "  mine: {responses: answers.jsonl}\n", extra: str = "",
+                    tasks: str = "[t.yaml]") -> None:
+        self.write("harness.yaml", f"models:\n{models}tasks: {tasks}\noutput_dir: out\n"
+                                   f"bootstrap_resamples: 100\n{extra}")
+
+    def fake_model(self, rel: str = "m/base", config: dict | None = None) -> Path:
+        self.write(f"{rel}/config.json", json.dumps(config or {"model_type": "llama", "hidden_size": 64,
+                                                               "vocab_size": 1000}))
+        return self.root / rel
+
+    def fake_adapter(self, rel: str, base: str | None, **cfg) -> Path:
+        self.write(f"{rel}/adapter_config.json", json.dumps({"peft_type": "LORA", "base_model_name_or_path": base,
+                                                             "r": 8, **cfg}))
+        return self.root / rel
+
+
+def _valid(root: Path) -> Project:
+    p = Project(root)
+    p.write("data.jsonl", "".join(json.dumps(r) + "\n" for r in ROWS))
+    p.write("t.yaml", "name: t\ndata: data.jsonl\nmetrics: [exact_match, length]\n")
+    p.write("answers.jsonl", "".join(json.dumps({"instruction": r["instruction"], "input": "",
+                                                 "model_response": r["output"]}) + "\n" for r in ROWS))
+    p.config_text()
+    return p
+
+
+CASES: dict[str, Callable[[Project], tuple[list[str], list[str]]]] = {}
+
+
+def case(fn):
+    CASES[fn.__name__.removeprefix("case_")] = fn
+    return fn
+
+
+def _run(p: Project, *more: str) -> list[str]:
+    return ["run", "-c", str(p.config), "-q", *more]
+
+
+# ---------------------------------------------------------------- the config file
+
+@case
+def case_config_missing(p):
+    return ["run", "-c", str(p.root / "nope.yaml")], ["config file not found", "nope.yaml"]
+
+
+@case
+def case_config_broken_yaml(p):
+    p.write("harness.yaml", "models:\n  mine: {responses: answers.jsonl\ntasks: [t.yaml]\n")
+    return _run(p), ["harness.yaml:", "not valid YAML", "Fix the YAML syntax"]
+
+
+@case
+def case_config_not_a_mapping(p):
+    p.write("harness.yaml", "- models\n- tasks\n")
+    return _run(p), ["expected a mapping with 'models:'"]
+
+
+@case
+def case_config_typo_in_top_level_field(p):
+    p.write("harness.yaml", "modles:\n  mine: {responses: answers.jsonl}\ntasks: [t.yaml]\n")
+    return _run(p), ["harness.yaml:1", "'modles'", "did you mean 'models'"]
+
+
+@case
+def case_config_no_models(p):
+    p.write("harness.yaml", "models: {}\ntasks: [t.yaml]\n")
+    return _run(p), ["name at least one model"]
+
+
+@case
+def case_model_with_path_and_adapter(p):
+    p.config_text("  mine: {path: m/base, adapter: a/sft}\n")
+    return _run(p), ["models.mine", "exactly one of 'path', 'adapter' or 'responses'"]
+
+
+@case
+def case_model_with_no_source(p):
+    p.config_text("  mine: {dtype: float32}\n")
+    return _run(p), ["models.mine", "exactly one of"]
+
+
+@case
+def case_base_on_a_full_model(p):
+    p.config_text("  mine: {path: m/base, base: other}\n")
+    return _run(p), ["'base' only applies to an 'adapter'"]
+
+
+@case
+def case_model_name_with_a_slash(p):
+    p.config_text("  my/model: {responses: answers.jsonl}\n")
+    return _run(p), ["model name 'my/model'"]
+
+
+@case
+def case_model_name_yaml_reads_as_boolean(p):
+    p.config_text("  off: {responses: answers.jsonl}\n")
+    return _run(p), ["harness.yaml:2", "'off'", "boolean", "Quote it"]
+
+
+@case
+def case_model_name_yaml_reads_as_number(p):
+    p.config_text("  1: {responses: answers.jsonl}\n")
+    return _run(p), ["harness.yaml:2", "'1'", "number", "Quote it"]
+
+
+@case
+def case_duplicate_model_keys(p):
+    p.config_text("  mine: {responses: answers.jsonl}\n  mine: {responses: answers.jsonl}\n")
+    return _run(p), ["harness.yaml:3", "'mine' is given twice (first at line 2)"]
+
+
+@case
+def case_base_chain_loops(p):
+    p.fake_adapter("a/x", None)
+    p.fake_adapter("a/y", None)
+    p.config_text("  x: {adapter: a/x, base: y}\n  y: {adapter: a/y, base: x}\n")
+    return _run(p), ["base chain loops"]
+
+
+@case
+def case_base_is_itself(p):
+    p.fake_adapter("a/x", None)
+    p.config_text("  x: {adapter: a/x, base: x}\n")
+    return _run(p), ["names the model itself"]
+
+
+@case
+def case_max_new_tokens_zero(p):
+    p.config_text(extra="generation: {max_new_tokens: 0}\n")
+    return _run(p), ["generation.max_new_tokens", "greater than or equal to 1"]
+
+
+@case
+def case_negative_temperature(p):
+    p.config_text(extra="generation: {temperature: -1}\n")
+    return _run(p), ["generation.temperature"]
+
+
+@case
+def case_unknown_generation_field(p):
+    p.config_text(extra="generation: {max_new_token: 5}\n")
+    return _run(p), ["generation.max_new_token", "did you mean 'max_new_tokens'"]
+
+
+@case
+def case_judge_concurrency_zero(p):
+    p.config_text(extra="judge: {backend: none, concurrency: 0}\n")
+    return _run(p), ["judge.concurrency"]
+
+
+@case
+def case_both_quantizations(p):
+    p.fake_model()
+    p.config_text("  q: {path: m/base, load_in_4bit: true, load_in_8bit: true}\n")
+    return _run(p), ["choose one of load_in_4bit / load_in_8bit"]
+
+
+@case
+def case_unknown_dtype(p):
+    p.fake_model()
+    p.config_text("  q: {path: m/base, dtype: float8}\n")
+    return _run(p), ["models.q.dtype", "float8"]
+
+
+@case
+def case_seed_not_a_number(p):
+    p.config_text(extra="seed: abc\n")
+    return _run(p), ["field 'seed'"]
+
+
+@case
+def case_models_flag_names_an_unknown_model(p):
+    return _run(p, "--models", "mien"), ["unknown model 'mien'", "did you mean 'mine'"]
+
+
+@case
+def case_trust_remote_code_from_the_config_alone(p):
+    p.fake_model()
+    p.config_text("  m: {path: m/base, trust_remote_code: true}\n")
+    return _run(p), ["models.m.trust_remote_code", "--trust-remote-code"]
+
+
+# ---------------------------------------------------------------- checkpoints (resolved from small files)
+
+@case
+def case_model_path_not_found_offline(p):
+    p.config_text("  m: {path: no/such-model}\n")
+    return _run(p), ["models.m.path", "'no/such-model'", "hub is offline"]
+
+
+@case
+def case_model_path_is_a_text_file(p):
+    p.write("weights.txt", "x")
+    p.config_text("  m: {path: weights.txt}\n")
+    return _run(p), ["is a file but not a .gguf"]
+
+
+@case
+def case_model_folder_without_config(p):
+    p.write("m/empty/readme.md", "x")
+    p.config_text("  m: {path: m/empty}\n")
+    return _run(p), ["has no config.json, adapter_config.json or .gguf"]
+
+
+@case
+def case_adapter_folder_missing(p):
+    p.config_text("  m: {adapter: a/none, base: m/base}\n")
+    return _run(p), ["adapter folder", "does not exist"]
+
+
+@case
+def case_adapter_without_adapter_config(p):
+    p.write("a/x/weights.bin", "x")
+    p.fake_model()
+    p.config_text("  m: {adapter: a/x, base: m/base}\n")
+    return _run(p), ["has no adapter_config.json"]
+
+
+@case
+def case_adapter_config_not_json(p):
+    p.write("a/x/adapter_config.json", "{not json")
+    p.fake_model()
+    p.config_text("  m: {adapter: a/x, base: m/base}\n")
+    return _run(p), ["adapter_config.json", "not valid JSON"]
+
+
+@case
+def case_adapter_with_no_usable_base(p):
+    p.fake_adapter("a/x", None)
+    p.config_text("  m: {adapter: a/x}\n")
+    return _run(p), ["has no usable base", "add `base:"]
+
+
+@case
+def case_adapter_given_as_path(p):
+    p.fake_adapter("a/x", None)
+    p.config_text("  m: {path: a/x}\n")
+    return _run(p), ["no usable base"]
+
+
+@case
+def case_unknown_zoo_model(p):
+    p.config_text("  m: {path: 'zoo:no-such-model'}\n")
+    return _run(p), ["no-such-model"]
+
+
+# ---------------------------------------------------------------- tasks and their data
+
+@case
+def case_unknown_task(p):
+    p.config_text(tasks="[no-such-task]")
+    return _run(p), ["unknown task 'no-such-task'"]
+
+
+@case
+def case_task_yaml_broken(p):
+    p.write("t.yaml", "name: t\ndata: [data.jsonl\n")
+    return _run(p), ["t.yaml:", "not valid YAML"]
+
+
+@case
+def case_task_unknown_field(p):
+    p.write("t.yaml", "name: t\ndata: data.jsonl\nmetrics: [exact_match]\nmetrix: [x]\n")
+    return _run(p), ["t.yaml", "metrix"]
+
+
+@case
+def case_task_data_missing(p):
+    p.write("t.yaml", "name: t\ndata: nope.jsonl\nmetrics: [exact_match]\n")
+    return _run(p), ["data file not found", "nope.jsonl"]
+
+
+@case
+def case_data_line_not_json(p):
+    p.write("data.jsonl", json.dumps(ROWS[0]) + "\n{broken\n")
+    return _run(p), ["data.jsonl:2", "not valid JSON"]
+
+
+@case
+def case_data_line_not_an_object(p):
+    p.write("data.jsonl", json.dumps(ROWS[0]) + "\n[1, 2]\n")
+    return _run(p), ["data.jsonl:2", "expected a JSON object"]
+
+
+@case
+def case_data_not_utf8(p):
+    p.write("data.jsonl", json.dumps(ROWS[0]).encode() + b"\n" + '{"instruction": "안녕"}'.encode("cp949") + b"\n")
+    return _run(p), ["data.jsonl:2", "not valid utf-8", "byte offset", "encoding:"]
+
+
+@case
+def case_data_empty(p):
+    p.write("data.jsonl", "\n")
+    return _run(p), ["data file is empty"]
+
+
+@case
+def case_data_unsupported_format(p):
+    p.write("data.txt", "hello")
+    p.write("t.yaml", "name: t\ndata: data.txt\nmetrics: [exact_match]\n")
+    return _run(p), ["unsupported data format '.txt'"]
+
+
+@case
+def case_data_row_without_the_instruction_field(p):
+    p.write("data.jsonl", json.dumps({"question": "x", "output": "y"}) + "\n")
+    return _run(p), ["data.jsonl:1", "'instruction'", "fields:"]
+
+
+@case
+def case_json_metric_on_text_references(p):
+    p.write("t.yaml", "name: t\ndata: data.jsonl\nmetrics: [json]\n")
+    return _run(p), ["reference that is not JSON", "json"]
+
+
+@case
+def case_unknown_metric(p):
+    p.write("t.yaml", "name: t\ndata: data.jsonl\nmetrics: [rougeLL]\n")
+    return _run(p), ["rougeLL"]
+
+
+@case
+def case_filter_leaves_no_rows(p):
+    p.write("t.yaml", "name: t\ndata: data.jsonl\nfilter: {lang: xx}\nmetrics: [exact_match]\n")
+    return _run(p), ["no rows left after filter"]
+
+
+# ---------------------------------------------------------------- answers made elsewhere
+
+@case
+def case_responses_file_missing(p):
+    (p.root / "answers.jsonl").unlink()
+    return _run(p), ["models.mine.responses: file not found"]
+
+
+@case
+def case_responses_line_not_json(p):
+    p.write("answers.jsonl", (p.root / "answers.jsonl").read_text() + "{oops\n")
+    return _run(p), ["answers.jsonl:3", "not valid JSON"]
+
+
+@case
+def case_responses_row_without_the_answer_field(p):
+    p.write("answers.jsonl", json.dumps({"instruction": ROWS[0]["instruction"], "text": "cold"}) + "\n")
+    return _run(p), ["answers.jsonl:1", "missing field 'model_response'", "models.mine.field"]
+
+
+@case
+def case_responses_too_few_rows(p):
+    p.write("answers.jsonl", json.dumps({"instruction": ROWS[0]["instruction"], "input": "",
+                                         "model_response": "cold"}) + "\n")
+    return _run(p), ["no answer for task t item", "has 1 answers for the task's 2 items"]
+
+
+# ---------------------------------------------------------------- judges
+
+@case
+def case_judge_server_down(p):
+    from fake_judge_server import free_port
+
+    p.config_text(extra=f"judge: {{backend: 'ollama:llama3', host: 'http://127.0.0.1:{free_port()}'}}\n")
+    return _run(p), ["Ollama is not reachable"]
+
+
+@case
+def case_unknown_judge(p):
+    p.config_text(extra="judge: {backend: 'ollama:llama3', judges: [no-such-judge]}\n")
+    return _run(p), ["judge 'no-such-judge' not found"]
+
+
+@case
+def case_unknown_judge_backend(p):
+    p.config_text(extra="judge: 'foo:bar'\n")
+    return _run(p), ["foo:bar"]
+
+
+@case
+def case_judge_yaml_broken(p):
+    p.write("j/judge.yaml", "name: j\nkind: [pointwise\n")
+    p.config_text(extra=f"judge: {{backend: 'ollama:llama3', judges: ['{p.root / 'j'}']}}\n")
+    return _run(p), ["judge.yaml:", "YAML"]
+
+
+@case
+def case_judge_template_escapes_the_sandbox(p):
+    p.write("j/judge.yaml", "name: j\nkind: pointwise\nscale: {min: 0, max: 10}\nprompts: {en: p.j2}\n")
+    p.write("j/p.j2", "{{ answer }} {{ ''.__class__.__mro__[1].__subclasses__() }}\n")
+    p.config_text(extra=f"judge: {{backend: 'ollama:llama3', judges: ['{p.root / 'j'}']}}\n")
+    return _run(p), ["p.j2", "sandbox"]
+
+
+# ---------------------------------------------------------------- prompt formats
+
+@case
+def case_unknown_prompt_format(p):
+    p.fake_model()
+    p.config_text("  m: {path: m/base, prompt_format: alpacca}\n")
+    return ["models", "-c", str(p.config)], ["alpacca"]
+
+
+# ---------------------------------------------------------------- run directories and readers
+
+@case
+def case_resume_a_folder_that_is_not_a_run(p):
+    (p.root / "notarun").mkdir()
+    return _run(p, "--resume", str(p.root / "notarun")), ["not a run directory"]
+
+
+@case
+def case_report_on_a_missing_run(p):
+    return ["report", str(p.root / "out" / "nope")], ["does not exist"]
+
+
+@case
+def case_report_on_a_file(p):
+    return ["report", str(p.config)], ["not a run directory"]
+
+
+@case
+def case_gate_on_a_missing_run(p):
+    return ["gate", str(p.root / "out" / "nope")], ["nope"]
+
+
+# ---------------------------------------------------------------- the checks
+
+def _invoke(args: list[str]):
+    return CliRunner().invoke(app, args, env={"COLUMNS": "400", "NO_COLOR": "1"})
+
+
+def _assert_one_clean_line(result, expected: list[str]) -> str:
+    out = result.output
+    assert result.exit_code == 2, (result.exit_code, out, result.exception)
+    assert "Traceback" not in out
+    lines = [x for x in out.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), out
+    for want in expected:
+        assert want.lower() in lines[0].lower(), (want, lines[0])
+    return lines[0]
+
+
+def test_the_valid_project_runs(tmp_path):
+    p = _valid(tmp_path)
+    result = _invoke(_run(p))
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "out").iterdir())) == 1
+
+
+def test_there_are_at_least_45_cases():
+    assert len(CASES) >= 45
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_input_is_one_line_exit_2_and_leaves_nothing(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    p = _valid(tmp_path / "project")
+    args, expected = CASES[name](p)
+    _assert_one_clean_line(_invoke(args), expected)
+    out = p.root / "out"
+    assert not out.exists() or not any(out.iterdir()), f"a run directory was left: {list(out.iterdir())}"
+
+
+# ---------------------------------------------------------------- random corruption (property)
+
+def _corrupt(data: bytes, ops: list[tuple[int, int, int, bytes]]) -> bytes:
+    for kind, at, length, junk in ops:
+        at = at % (len(data) + 1)
+        if kind == 0:    # delete a range
+            data = data[:at] + data[at + length:]
+        elif kind == 1:  # insert bytes (any: quotes, braces, colons, invalid UTF-8)
+            data = data[:at] + junk + data[at:]
+        elif kind == 2:  # overwrite
+            data = data[:at] + junk + data[at + len(junk):]
+        elif kind == 3:  # truncate
+            data = data[:at]
+        else:            # duplicate a line
+            lines = data.splitlines(keepends=True)
+            if lines:
+                i = at % len(lines)
+                data = b"".join(lines[:i + 1] + [lines[i]] + lines[i + 1:])
+    return data
+
+
+_JUNK = [b"{", b"}", b"[", b"]", b":", b",", b'"', b"'", b"\n", b"  ", b"- ", b"#", b"\xff\xfe", b"\x00",
+         b"null", b"true", b"off", b"-1", b"1e999", b"\xed\x95\x9c", b"{{ x }}", b"&a", b"*a", b"!!python/object"]
+
+
+def test_random_corruptions_never_show_a_traceback(tmp_path_factory):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    op = st.tuples(st.integers(0, 4), st.integers(0, 400), st.integers(1, 12), st.sampled_from(_JUNK))
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @given(target=st.sampled_from(["harness.yaml", "data.jsonl", "t.yaml", "answers.jsonl"]),
+           ops=st.lists(op, min_size=1, max_size=4))
+    def check(target, ops):
+        p = _valid(tmp_path_factory.mktemp("fuzz"))
+        path = p.root / target
+        path.write_bytes(_corrupt(path.read_bytes(), ops))
+        result = _invoke(_run(p))
+        out = result.output
+        assert "Traceback" not in out, out
+        assert result.exit_code in (0, 2), (result.exit_code, out, result.exception)
+        if result.exit_code == 2:
+            lines = [x for x in out.splitlines() if x.strip()]
+            assert len(lines) == 1 and lines[0].startswith("error: "), out
+            assert not (p.root / "out").exists() or not any((p.root / "out").iterdir())
+
+    check()
