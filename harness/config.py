@@ -210,14 +210,17 @@ def _schema_at(loc: tuple) -> type[BaseModel] | None:
     return schema if isinstance(schema, type) and issubclass(schema, BaseModel) else None
 
 
-def _format_validation_error(err: ValidationError, where: str, lines: dict[tuple, int] | None = None) -> str:
-    """Every problem, on one line: ``file:line: field 'a.b': what (did you mean ...)``."""
+def format_validation_error(err: ValidationError, where: str, lines: dict[tuple, int] | None = None,
+                            schema_at=None) -> str:
+    """Every problem, on one line: ``file:line: field 'a.b': what (did you mean ...)``; unknown
+    fields first (a typo usually explains the "missing" error that follows it)."""
+    schema_at = schema_at or _schema_at
     problems = []
-    for e in err.errors():
+    for e in sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden"):
         loc = tuple(e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            schema = _schema_at(loc[:-1])
+            schema = schema_at(loc[:-1])
             msg = "unknown field" + (did_you_mean(loc[-1], schema.model_fields) if schema else "")
         given = e.get("input")
         if e["type"] not in ("extra_forbidden", "missing") and isinstance(given, (str, int, float, bool)) \
@@ -261,7 +264,7 @@ def config_from_dict(data: Any, *, where: str = "config", base_dir: str | Path =
     try:
         cfg = HarnessConfig.model_validate({**data, "base_dir": str(base_dir)})
     except ValidationError as err:
-        raise HarnessError(_format_validation_error(err, where, lines),
+        raise HarnessError(format_validation_error(err, where, lines),
                            fix="See README 'Configuration' for the allowed fields.") from None
     return cfg
 

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from harness.errors import HarnessError
 from harness.io import read_jsonl_located, read_text, read_yaml
@@ -57,7 +57,36 @@ class TaskSpec(BaseModel):
     metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS))
     metric_options: dict[str, Any] = Field(default_factory=dict)
     limit: int | None = Field(default=None, ge=1)
+    encoding: str = "utf-8"  # of the data file (e.g. cp949 / euc-kr for files saved by older Korean tools)
     source: str = Field(default="", exclude=True)  # the YAML file it came from
+
+    @field_validator("name")
+    @classmethod
+    def _file_name_safe(cls, v: str) -> str:
+        import re
+
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", v or ""):
+            raise ValueError(f"task name {v!r} must be letters, digits, '.', '_' or '-' (it names files in the "
+                             "run directory: no '/', spaces or '..')")
+        return v
+
+    @field_validator("prompt_format")
+    @classmethod
+    def _known_format(cls, v: str | None) -> str | None:
+        from harness.config import check_prompt_format
+
+        return check_prompt_format(v)
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, v: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(v)
+        except LookupError:
+            raise ValueError(f"unknown text encoding {v!r} (use a Python codec name: utf-8, cp949, euc-kr)") from None
+        return v
 
     def data_path(self) -> Path | None:
         if self.data.startswith("hf:"):
@@ -86,10 +115,22 @@ def task_search_dirs(extra: list[Path] | None = None) -> list[Path]:
 
 
 def known_tasks(extra: list[Path] | None = None) -> list[str]:
+    """Names of the task and suite files in the search folders (run configs, which sit in the
+    same folder as their tasks, are not tasks)."""
     names = set()
     for d in task_search_dirs(extra):
-        names.update(p.stem for p in d.glob("*.yaml"))
+        names.update(p.stem for p in d.glob("*.yaml") if not _is_run_config(p))
     return sorted(names)
+
+
+def _is_run_config(path: Path) -> bool:
+    if path.stem in ("harness", "config"):
+        return True
+    try:
+        head = path.read_text(encoding="utf-8", errors="replace")[:4000]
+    except OSError:
+        return False
+    return any(line.startswith(("models:", "gates:", "judge:", "benchmarks:")) for line in head.splitlines())
 
 
 def find_task_file(ref: str, extra: list[Path] | None = None) -> Path:
@@ -134,31 +175,36 @@ def _load_ref(ref: str, extra: list[Path] | None, depth: int) -> list[TaskSpec]:
     try:
         return [TaskSpec.model_validate({**data, "source": str(path)})]
     except ValidationError as err:
-        first = err.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"])
-        msg = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]
-        raise HarnessError(f"{path}: field '{loc}': {msg}", fix="See tasks/README.md for the task format.") from None
+        from harness.config import format_validation_error, yaml_key_lines
+
+        lines = yaml_key_lines(path.read_text(encoding="utf-8"))
+        raise HarnessError(format_validation_error(err, str(path), lines, _task_schema_at),
+                           fix="See tasks/README.md for the task format.") from None
+
+
+def _task_schema_at(loc: tuple) -> type[BaseModel] | None:
+    return {(): TaskSpec, ("fields",): FieldMap, ("generation",): TaskGeneration}.get(tuple(loc))
 
 
 # ---------------------------------------------------------------- data files
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
+def read_rows(path: Path, encoding: str = "utf-8") -> list[dict[str, Any]]:
     """Rows of a JSON / JSONL / Parquet / CSV file, with clear errors naming file:line."""
-    return [row for _, row in read_rows_located(path)]
+    return [row for _, row in read_rows_located(path, encoding)]
 
 
-def read_rows_located(path: Path) -> list[tuple[str, dict[str, Any]]]:
+def read_rows_located(path: Path, encoding: str = "utf-8") -> list[tuple[str, dict[str, Any]]]:
     """``(place, row)`` pairs: place is ``file:line`` (JSONL, CSV) or ``file row N`` (JSON, Parquet),
     so a later error about a row names the line a user opens, blank lines included."""
     if not path.is_file():
         raise HarnessError(f"data file not found: {path}", fix="Check the 'data:' path (relative to the task file).")
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        rows = [(f"{path}:{i}", row) for i, row in read_jsonl_located(path, what="data file")]
+        rows = [(f"{path}:{i}", row) for i, row in read_jsonl_located(path, what="data file", encoding=encoding)]
     elif suffix == ".json":
         try:
-            data = json.loads(read_text(path, what="data file"))
+            data = json.loads(read_text(path, what="data file", encoding=encoding))
         except json.JSONDecodeError as err:
             raise HarnessError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
         if isinstance(data, dict):
@@ -173,7 +219,7 @@ def read_rows_located(path: Path) -> list[tuple[str, dict[str, Any]]]:
     elif suffix in (".csv", ".tsv"):
         import csv
 
-        with path.open(encoding="utf-8", newline="") as f:
+        with path.open(encoding=encoding, newline="") as f:
             reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
             rows = [(f"{path}:{reader.line_num}", r) for r in reader]
     else:
@@ -231,7 +277,7 @@ def load_samples(task: TaskSpec, limit: int | None = None) -> list[Sample]:
     path = task.data_path()
     where_file = task.data if path is None else str(path)
     rows = ([(f"{where_file} row {i + 1}", r) for i, r in enumerate(_hub_rows(task))] if path is None
-            else read_rows_located(path))
+            else read_rows_located(path, task.encoding))
     samples = []
     for i, (where, row) in enumerate(rows):
         if task.filter and any(row.get(k) != v for k, v in task.filter.items()):

@@ -368,6 +368,24 @@ def case_filter_leaves_no_rows(p):
     return _run(p), ["no rows left after filter"]
 
 
+@case
+def case_task_name_with_a_path_separator(p):
+    p.write("t.yaml", "name: ../evil\ndata: data.jsonl\nmetrics: [exact_match]\n")
+    return _run(p), ["t.yaml:1", "task name '../evil'", "no '/'"]
+
+
+@case
+def case_task_unknown_encoding(p):
+    p.write("t.yaml", "name: t\ndata: data.jsonl\nencoding: klingon\nmetrics: [exact_match]\n")
+    return _run(p), ["t.yaml:3", "unknown text encoding 'klingon'"]
+
+
+@case
+def case_task_unknown_prompt_format(p):
+    p.write("t.yaml", "name: t\ndata: data.jsonl\nprompt_format: chatlm\nmetrics: [exact_match]\n")
+    return _run(p), ["t.yaml:3", "'chatlm'", "did you mean 'chatml'"]
+
+
 # ---------------------------------------------------------------- answers made elsewhere
 
 @case
@@ -486,6 +504,21 @@ def test_the_valid_project_runs(tmp_path):
     result = _invoke(_run(p))
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "out").iterdir())) == 1
+
+
+def test_a_task_encoding_reads_legacy_korean_files(tmp_path):
+    """The fix the non-UTF-8 error names: `encoding: cp949` on the task reads the file."""
+    p = _valid(tmp_path)
+    rows = [{"instruction": "대한민국의 수도는?", "input": "", "output": "서울"}]
+    p.write("data.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("cp949"))
+    p.write("t.yaml", "name: t\ndata: data.jsonl\nencoding: cp949\nmetrics: [exact_match]\n")
+    p.write("answers.jsonl", json.dumps({"instruction": "대한민국의 수도는?", "input": "", "model_response": "서울"},
+                                        ensure_ascii=False) + "\n")
+    result = _invoke(_run(p))
+    assert result.exit_code == 0, result.output
+    run = next((tmp_path / "out").iterdir())
+    sample = json.loads((run / "samples" / "mine" / "t.jsonl").read_text(encoding="utf-8"))
+    assert sample["instruction"] == "대한민국의 수도는?" and sample["metrics"]["exact_match"] == 1.0
 
 
 def test_there_are_at_least_45_cases():

@@ -165,6 +165,8 @@ def test_tasks_lists_the_demo_tasks(tmp_path, monkeypatch):
     for name in ("demo-en", "demo-ko", "demo-json"):
         assert name in result.output
     assert "suite" in result.output
+    # the demo config sits beside its folders but is not a task (it was once listed as a broken one)
+    assert "harness" not in [line.split("│")[1].strip() for line in result.output.splitlines() if "│" in line]
 
 
 def test_run_with_a_responses_model_from_the_cli(tmp_path):

@@ -108,7 +108,7 @@ def test_bad_task_files(tmp_path):
     assert "field 'feilds': unknown field" in _err(load_tasks, [str(p)])
     p = _task(tmp_path, "typo2", "data: a.jsonl\nfields: {question: q}\n")
     msg = _err(load_tasks, [str(p)])
-    assert "typo2.yaml: field 'fields.question': unknown field" in msg and "tasks/README.md" in msg
+    assert "typo2.yaml:3: field 'fields.question': unknown field" in msg and "tasks/README.md" in msg
     p = tmp_path / "noname.yaml"
     p.write_text("data: a.jsonl\n")
     assert "field 'name': Field required" in _err(load_tasks, [str(p)])
