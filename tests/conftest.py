@@ -45,3 +45,15 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     lora_on_a = tiny_lora(merged, root / "lora_on_a", seed=3, base_name=str(lora_a))
     return {"base": base, "lora_a": lora_a, "lora_b": lora_b, "lora_a_merged": merged,
             "lora_on_a": lora_on_a}
+
+
+@pytest.fixture
+def make_run(tmp_path):
+    """``make_run(rel="run", scores=None, **parts)``: a run directory at ``tmp_path / rel``, written by
+    ``runs.make_run`` (scores.json, config.yaml, run.json, samples, benchmarks, verdicts, units)."""
+    from runs import make_run as _make_run
+
+    def make(rel: str = "run", scores=None, **parts):
+        return _make_run(tmp_path / rel, scores, **parts)
+
+    return make
