@@ -20,13 +20,12 @@ test of "current minus baseline" on the samples both have. Groups are kept in or
 ``max_values`` values in all; the rest are listed in ``samples_omitted`` (their gates then
 use intervals instead of a paired test).
 
-Only json/yaml are imported here: reading a baseline never loads model code.
+The run is read through ``RunDir`` (``scores()``, ``run_info()``, ``per_sample_metrics()``); this
+module only writes, finds and checks baseline files. Reading a baseline never loads model code.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -34,123 +33,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from harness import io
 from harness.errors import HarnessError
-from harness.io import write_json
+from harness.store import RunDir
 
 SCHEMA = 1
 KIND = "harness-baseline"
 DEFAULT_MAX_VALUES = 200_000
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-
-
-# --------------------------------------------------------------------------- run-dir reading
-
-
-def read_json(path: Path, what: str) -> Any:
-    """A JSON file of a run directory or baseline, or a HarnessError saying what is wrong."""
-    if not path.is_file():
-        raise HarnessError(f"{what} not found: {path}")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise HarnessError(f"{path}: cannot read {what}: {err}") from None
-
-
-def read_scores(run_dir: str | Path) -> dict[str, Any]:
-    """``scores.json`` of a run directory, checked against the contract's top-level shape."""
-    run = Path(run_dir)
-    if not run.is_dir():
-        raise HarnessError(f"run directory not found: {run}", fix="Pass the folder under reports/ of a finished run.")
-    doc = read_json(run / "scores.json", "scores.json (did the run finish?)")
-    if not isinstance(doc, dict) or not isinstance(doc.get("groups"), dict):
-        raise HarnessError(f"{run / 'scores.json'}: not a harness scores file (no 'groups' mapping)")
-    if doc.get("schema", 1) != 1:
-        raise HarnessError(f"{run / 'scores.json'}: schema {doc.get('schema')!r} is not supported (expected 1)",
-                           fix="Re-score the run with this version of harness.")
-    return doc
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    if not path.is_file():
-        return rows
-    with path.open(encoding="utf-8") as fh:
-        for i, line in enumerate(fh, 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise HarnessError(f"{path}:{i}: not valid JSON: {err.msg}") from None
-            if isinstance(obj, dict):
-                rows.append(obj)
-    return rows
-
-
-def _num(v: Any) -> float | None:
-    if isinstance(v, bool):
-        return float(v)
-    if isinstance(v, (int, float)) and math.isfinite(float(v)):
-        return float(v)
-    return None
-
-
-def _group_metrics(group: dict[str, Any], model: str) -> list[str]:
-    entry = (group.get("models") or {}).get(model) or {}
-    return list(entry) if isinstance(entry, dict) else []
-
-
-def _task_groups(groups: dict[str, Any]) -> list[str]:
-    return [g for g, body in groups.items() if isinstance(body, dict) and body.get("kind") == "task" and g != "all"]
-
-
-def per_sample_values(run_dir: str | Path, groups: dict[str, Any], group: str, model: str,
-                      metric: str) -> dict[str, float] | None:
-    """Per-sample values behind ``model.group.metric`` of a run, keyed like the baseline's.
-
-    Returns None when the group kind keeps no per-sample file (``judge-pairwise``, unknown
-    kinds) or the files are absent; missing values (None) are left out.
-    """
-    run = Path(run_dir)
-    body = groups.get(group)
-    if not isinstance(body, dict):
-        return None
-    kind = body.get("kind")
-    out: dict[str, float] = {}
-    found = False
-    if kind == "task":
-        tasks = _task_groups(groups) if group == "all" else [group]
-        for task in tasks:
-            path = run / "samples" / model / f"{task}.jsonl"
-            if not path.is_file():
-                continue
-            found = True
-            for row in read_jsonl(path):
-                v = _num((row.get("metrics") or {}).get(metric))
-                if v is not None:
-                    out[f"{row.get('task', task)}/{row.get('id')}"] = v
-    elif kind == "benchmark":
-        path = run / "benchmarks" / model / f"{group}.jsonl"
-        if path.is_file():
-            found = True
-            for i, row in enumerate(read_jsonl(path)):
-                v = _num(row.get(metric))
-                if v is None and isinstance(row.get("metrics"), dict):
-                    v = _num(row["metrics"].get(metric))
-                if v is not None:
-                    key = row.get("id", row.get("doc_id", i))
-                    out[str(key)] = v
-    elif kind == "judge" and group == "judge":
-        folder = run / "judge" / metric / model
-        if folder.is_dir():
-            for path in sorted(folder.glob("*.jsonl")):
-                found = True
-                for row in read_jsonl(path):
-                    v = _num(row.get("score"))
-                    if v is not None:
-                        out[f"{row.get('task', path.stem)}/{row.get('id')}"] = v
-    return out if found else None
 
 
 # --------------------------------------------------------------------------- save / load
@@ -166,12 +56,9 @@ def save_baseline(run_dir: str | Path, name: str, out_dir: str | Path = "baselin
                   max_values: int = DEFAULT_MAX_VALUES) -> Path:
     """Freeze a finished run's scores as ``<out_dir>/<name>.json``; returns the path written."""
     _check_name(name)
-    run = Path(run_dir)
-    scores = read_scores(run)
-    run_info: dict[str, Any] = {}
-    if (run / "run.json").is_file():
-        info = read_json(run / "run.json", "run.json")
-        run_info = info if isinstance(info, dict) else {}
+    run = RunDir(run_dir)
+    scores = run.scores()
+    run_info = run.run_info()
     groups = scores["groups"]
     models = list(scores.get("models") or [])
     for body in groups.values():
@@ -187,9 +74,12 @@ def save_baseline(run_dir: str | Path, name: str, out_dir: str | Path = "baselin
             continue
         block: dict[str, Any] = {}
         count = 0
-        for m in body.get("models") or {}:
-            for metric in _group_metrics(body, m):
-                vals = per_sample_values(run, groups, g, m, metric)
+        for m, entry in (body.get("models") or {}).items():
+            if not isinstance(entry, dict) or not entry:
+                continue
+            per_metric = run.per_sample_metrics(g, m)
+            for metric in entry:
+                vals = per_metric.get(metric)
                 if vals:
                     block.setdefault(m, {})[metric] = vals
                     count += len(vals)
@@ -206,16 +96,16 @@ def save_baseline(run_dir: str | Path, name: str, out_dir: str | Path = "baselin
         "kind": KIND,
         "name": name,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "run_id": scores.get("run_id") or run_info.get("run_id") or run.name,
+        "run_id": scores.get("run_id") or run_info.get("run_id") or run.path.name,
         "run_created": run_info.get("created"),
         "config_hash": scores.get("config_hash") or run_info.get("config_hash"),
         "models": models,
-        "source": str(run),
+        "source": str(run.path),
         "groups": groups,
         "samples": samples,
         "samples_omitted": omitted,
     }
-    return write_json(Path(out_dir) / f"{name}.json", doc, indent=1)
+    return io.write_json(Path(out_dir) / f"{name}.json", doc, indent=1)
 
 
 @dataclass
@@ -264,7 +154,7 @@ def resolve_baseline_path(name_or_path: str | Path, search: list[str | Path] | t
 def load_baseline(name_or_path: str | Path, search: list[str | Path] | tuple = ()) -> Baseline:
     """Read ``baselines/<name>.json`` (or a path) and check its shape."""
     path = resolve_baseline_path(name_or_path, search)
-    doc = read_json(path, "baseline")
+    doc = io.read_json(path, what="baseline", fix="Save it again with `harness baseline save RUN_DIR`.")
     if not isinstance(doc, dict) or doc.get("kind") != KIND or not isinstance(doc.get("groups"), dict):
         raise HarnessError(f"{path}: not a harness baseline file (expected kind '{KIND}' and 'groups')",
                            fix="Save one with save_baseline.")

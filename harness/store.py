@@ -1,21 +1,25 @@
 """The run directory: layout, atomic writes, and the read API used by report / gate / compare.
 
+``RunDir`` is the only code that knows where things live in a run directory; the stages write
+through it and report, gate, compare and baseline read through it.
+
 Every write goes to a temporary file in the same folder and is moved into place with
 ``os.replace``, so a crash never leaves a half-written file behind (resume relies on it).
-Reading never imports model code: a run directory is plain JSON / JSONL.
+Reading never imports model code: a run directory is plain JSON / JSONL (and the YAML config).
 
 Layout (see docs/ARCHITECTURE.md)::
 
     run.json  config.yaml  scores.json  units/<key>.json
     samples/<model>/<task>.jsonl
-    benchmarks/<model>/<bench>.jsonl
-    judge/<judge>/<model>/<task>.jsonl
+    benchmarks/<model>/<bench>.jsonl  benchmarks/<model>/<bench>.summary.json
+    judge/<judge>/<model>/<task>.jsonl          (pairwise: judge/<judge>/<a>_vs_<b>/<task>.jsonl)
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 from collections.abc import Iterable
@@ -137,16 +141,31 @@ class RunDir:
         return self.file(rel).exists()
 
     def run_info(self) -> dict[str, Any]:
-        return self.read_json("run.json") if self.exists("run.json") else {}
+        """run.json as a mapping; {} when the run has none (yet)."""
+        info = self.read_json("run.json") if self.exists("run.json") else {}
+        return info if isinstance(info, dict) else {}
+
+    def config(self) -> dict[str, Any]:
+        """The config snapshot (config.yaml) as a mapping; {} when the run has none."""
+        if not self.exists("config.yaml"):
+            return {}
+        data = io.read_yaml(self.file("config.yaml"), what="run config")
+        return data if isinstance(data, dict) else {}
 
     def scores(self) -> dict[str, Any]:
+        """scores.json, checked against the contract's top-level shape (a ``groups`` mapping, schema 1)."""
+        if not self.path.is_dir():
+            raise HarnessError(f"run directory not found: {self.path}",
+                               fix="Pass the folder under reports/ of a finished run.")
         if not self.exists("scores.json"):
-            raise HarnessError(
-                f"{self.path} is not a run directory (no scores.json)", fix="run `harness run` first"
-            )
+            raise _unfinished(self.path)
         data = self.read_json("scores.json")
-        if not isinstance(data, dict) or not isinstance(data.get("groups", {}), dict):
-            raise HarnessError(f"{self.path / 'scores.json'}: not a harness scores file (no 'groups' object)")
+        where = self.path / "scores.json"
+        if not isinstance(data, dict) or not isinstance(data.get("groups"), dict):
+            raise HarnessError(f"{where}: not a harness scores file (no 'groups' object)")
+        if data.get("schema", 1) != 1:
+            raise HarnessError(f"{where}: schema {data.get('schema')!r} is not supported (expected 1)",
+                               fix="Re-score the run with this version of harness.")
         return data
 
     def samples(self, model: str, task: str) -> list[Sample]:
@@ -168,7 +187,13 @@ class RunDir:
         return sorted((p.parent.name, p.stem, p) for p in root.glob("*/*.jsonl"))
 
     def benchmark_records(self, model: str, bench: str) -> list[dict[str, Any]]:
+        """The per-question records of one benchmark for one model."""
         return self.read_jsonl(self.benchmark_path(model, bench).relative_to(self.path))
+
+    def benchmark_summary(self, model: str, bench: str) -> Any:
+        """benchmarks/<model>/<bench>.summary.json (the lm-eval result without its records)."""
+        rel = self.benchmark_path(model, bench).relative_to(self.path)
+        return self.read_json(rel.with_name(f"{rel.stem}.summary.json"))
 
     def verdict_files(self) -> list[tuple[str, str, str, Path]]:
         """``(judge, model, task, path)`` for every judge/<judge>/<model>/<task>.jsonl, sorted.
@@ -183,6 +208,78 @@ class RunDir:
     def verdicts(self, judge: str, model: str, task: str) -> list[Verdict]:
         path = self.verdicts_path(judge, model, task)
         return [Verdict.from_dict(r) for r in self.read_jsonl(path.relative_to(self.path))]
+
+    # ------------------------------------------------------------------ per-sample values
+    def per_sample(self, group: str, model: str, metric: str) -> dict[str, float]:
+        """The per-sample values behind ``model.group.metric`` of scores.json (see
+        ``per_sample_metrics``); {} when the run keeps none for it."""
+        return self.per_sample_metrics(group, model).get(metric, {})
+
+    def per_sample_metrics(self, group: str, model: str) -> dict[str, dict[str, float]]:
+        """``{metric: {key: value}}``: the per-sample values behind each ``model.group.<metric>`` of
+        scores.json (metrics the group does not score for ``model`` are left out).
+
+        Keys are the ones baselines store: ``<task>/<sample id>`` for a task group (the pooled
+        ``all`` group takes every task group of scores.json, in its order) and for the pointwise
+        ``judge`` group (whose metrics are judge names); the question id for a benchmark group.
+        Values keep the file order. Groups without per-sample files (``judge-pairwise``, unknown
+        kinds) give {}; missing values (None, NaN, text) are left out.
+        """
+        groups = self.scores()["groups"]
+        body = groups.get(group)
+        entry = (body.get("models") or {}).get(model) if isinstance(body, dict) else None
+        if not isinstance(entry, dict) or not entry:
+            return {}
+        kind = body.get("kind")
+        if kind == "task":
+            tasks = [group] if group != "all" else [
+                g for g, b in groups.items() if isinstance(b, dict) and b.get("kind") == "task" and g != "all"]
+            values = self._task_values(model, tasks)
+        elif kind == "benchmark":
+            values = self._benchmark_values(model, group)
+        elif kind == "judge" and group == "judge":
+            values = self._judge_values(model)
+        else:
+            return {}
+        return {metric: values[metric] for metric in entry if values.get(metric)}
+
+    def _task_values(self, model: str, tasks: list[str]) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = {}
+        for task in tasks:
+            rel = self.samples_path(model, task).relative_to(self.path)
+            if not self.exists(rel):
+                continue
+            for row in self.read_jsonl(rel):
+                metrics = row.get("metrics")
+                key = f"{row.get('task', task)}/{row.get('id')}"
+                for metric, v in (metrics.items() if isinstance(metrics, dict) else ()):
+                    if (x := _number(v)) is not None:
+                        out.setdefault(metric, {})[key] = x
+        return out
+
+    def _benchmark_values(self, model: str, bench: str) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = {}
+        if not self.exists(self.benchmark_path(model, bench).relative_to(self.path)):
+            return out
+        for i, row in enumerate(self.benchmark_records(model, bench)):
+            key = str(row.get("id", row.get("doc_id", i)))
+            nested = row.get("metrics") if isinstance(row.get("metrics"), dict) else {}
+            for metric in [*row, *(k for k in nested if k not in row)]:
+                x = _number(row.get(metric))
+                if x is None:
+                    x = _number(nested.get(metric))
+                if x is not None:
+                    out.setdefault(metric, {})[key] = x
+        return out
+
+    def _judge_values(self, model: str) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = {}
+        files = sorted((judge, path) for judge, who, _, path in self.verdict_files() if who == model)
+        for judge, path in files:
+            for row in self.read_jsonl(path.relative_to(self.path)):
+                if (x := _number(row.get("score"))) is not None:
+                    out.setdefault(judge, {})[f"{row.get('task', path.stem)}/{row.get('id')}"] = x
+        return out
 
     # ------------------------------------------------------------------ resume markers
     def _unit_rel(self, key: str) -> Path:
@@ -203,6 +300,15 @@ class RunDir:
         return sum(1 for _ in root.glob("*.json")) if root.is_dir() else 0
 
 
+def _number(v: Any) -> float | None:
+    """A stored per-sample value as a float (booleans count as 0/1); None when missing."""
+    if isinstance(v, bool):
+        return float(v)
+    if isinstance(v, (int, float)) and math.isfinite(float(v)):
+        return float(v)
+    return None
+
+
 def is_run_dir(path: str | os.PathLike) -> bool:
     """True when ``path`` holds a finished run (a scores.json)."""
     return (Path(path) / "scores.json").is_file()
@@ -216,10 +322,15 @@ def open_run(path: str | os.PathLike) -> RunDir:
     if not p.is_dir():
         raise HarnessError(f"{p} is not a run directory (a file)", fix="pass the folder, e.g. reports/<run-id>")
     if not is_run_dir(p):
-        if (p / "run.json").is_file():
-            raise HarnessError(
-                f"{p} is not a finished run (run.json but no scores.json)",
-                fix="rerun `harness run` with the same config to resume it",
-            )
-        raise HarnessError(f"{p} is not a run directory (no scores.json)", fix="run `harness run` first")
+        raise _unfinished(p)
     return RunDir(p)
+
+
+def _unfinished(p: Path) -> HarnessError:
+    """The error for a folder without scores.json: a run that did not finish, or no run at all."""
+    if (p / "run.json").is_file():
+        return HarnessError(
+            f"{p} is not a finished run (run.json but no scores.json)",
+            fix="rerun `harness run` with the same config to resume it",
+        )
+    return HarnessError(f"{p} is not a run directory (no scores.json)", fix="run `harness run` first")

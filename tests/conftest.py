@@ -64,3 +64,15 @@ def fake_judge():
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def make_run(tmp_path):
+    """``make_run(rel="run", scores=None, **parts)``: a run directory at ``tmp_path / rel``, written by
+    ``runs.make_run`` (scores.json, config.yaml, run.json, samples, benchmarks, verdicts, units)."""
+    from runs import make_run as _make_run
+
+    def make(rel: str = "run", scores=None, **parts):
+        return _make_run(tmp_path / rel, scores, **parts)
+
+    return make

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from rich.console import Console
+from runs import make_run
 
 from harness.baseline import load_baseline, save_baseline
 from harness.errors import HarnessError
@@ -26,6 +27,7 @@ from harness.gate import (
     to_markdown,
     write_junit,
 )
+from harness.records import Sample
 
 # --------------------------------------------------------------------------- fixtures
 
@@ -43,22 +45,15 @@ def pt(metric, a, b, diff, ci, significant=False, p=0.5):
 def write_run(root: Path, groups: dict, *, models=("base", "sft", "dpo"), config: dict | None = None,
               run_id: str = "run-1", samples: dict | None = None) -> Path:
     """A run directory following the contract; ``samples`` = {(model, task): [(id, {metric: v})]}."""
-    run = root / "reports" / run_id
-    run.mkdir(parents=True)
     cfg = {"models": {m: {"path": f"/ckpt/{m}"} for m in models}, "tasks": [], "judge": {"backend": "none"},
            "gates": []}
     cfg.update(config or {})
-    (run / "config.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
-    (run / "run.json").write_text(json.dumps({"run_id": run_id, "created": "2025-01-01T00:00:00",
-                                              "config_hash": "abc123"}), encoding="utf-8")
-    (run / "scores.json").write_text(json.dumps({"schema": 1, "run_id": run_id, "config_hash": "abc123",
-                                                 "models": list(models), "groups": groups}), encoding="utf-8")
-    for (model, task), rows in (samples or {}).items():
-        path = run / "samples" / model / f"{task}.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(json.dumps({"id": sid, "task": task, "model": model, "metrics": m}) + "\n"
-                                for sid, m in rows), encoding="utf-8")
-    return run
+    run = make_run(root / "reports" / run_id,
+                   {"schema": 1, "run_id": run_id, "config_hash": "abc123", "models": list(models), "groups": groups},
+                   config=cfg, run_info={"run_id": run_id, "created": "2025-01-01T00:00:00", "config_hash": "abc123"},
+                   samples={(model, task): [Sample(id=sid, task=task, model=model, metrics=m) for sid, m in rows]
+                            for (model, task), rows in (samples or {}).items()})
+    return run.path
 
 
 def task_group(per_model: dict, paired=()):

@@ -217,11 +217,10 @@ def test_reports_do_not_import_heavy_libraries(tmp_path):
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
-def test_view_handles_list_models_and_missing_sections(tmp_path):
-    run = RunDir.create(tmp_path, "mini")
-    run.write_json("run.json", {"run_id": "mini", "models": [{"name": "a", "template_hash": "x"}]})
-    run.write_json("scores.json", {"schema": 1, "models": ["a"], "groups": {
-        "t": {"kind": "task", "models": {"a": {"em": {"value": None, "ci": None, "n": 0, "missing": 3}}}, "paired": []}}})
+def test_view_handles_list_models_and_missing_sections(make_run):
+    run = make_run("mini", {"schema": 1, "models": ["a"], "groups": {
+        "t": {"kind": "task", "models": {"a": {"em": {"value": None, "ci": None, "n": 0, "missing": 3}}}, "paired": []}}},
+        run_info={"run_id": "mini", "models": [{"name": "a", "template_hash": "x"}]})
     md, html = write_reports(run.path)
     text = md.read_text(encoding="utf-8")
     assert "| em ↑ | – |" in text and "WARNING" not in text
@@ -274,14 +273,12 @@ def test_compare_html_and_md_escape_samples(two_runs):
     assert '<meta charset="utf-8">' in html and "▼†" in html
 
 
-def test_compare_errors(tmp_path):
+def test_compare_errors(tmp_path, make_run):
     with pytest.raises(HarnessError, match="both runs"):
         write_comparison(FIXTURE, FIXTURE, tmp_path / "o")
-    other = tmp_path / "other"
-    run = RunDir.create(tmp_path, "other")
-    run.write_json("scores.json", {"models": ["x"], "groups": {}})
+    other = make_run("other", {"models": ["x"], "groups": {}})
     with pytest.raises(HarnessError, match="no model name in common"):
-        write_comparison(FIXTURE, other, tmp_path / "o")
+        write_comparison(FIXTURE, other.path, tmp_path / "o")
 
 
 # ------------------------------------------------------------------------------ browser

@@ -10,7 +10,7 @@ from datetime import datetime
 import pytest
 
 from harness.errors import HarnessError
-from harness.records import Sample
+from harness.records import Sample, Verdict
 from harness.store import RunDir, is_run_dir, new_run_id, open_run
 
 
@@ -127,3 +127,58 @@ def test_open_run_errors(tmp_path):
     (empty / "scores.json").write_text('{"groups": []}')
     with pytest.raises(HarnessError, match="not a harness scores file"):
         run.scores()
+
+
+# ------------------------------------------------------------------ the read API of report / gate / compare
+
+
+def test_config_run_info_and_scores_checks(make_run, tmp_path):
+    run = make_run("r", {"schema": 1, "groups": {}}, config={"models": {"a": "x"}, "gates": ["a.m >= 1"]},
+                   run_info={"run_id": "r"})
+    assert run.config() == {"models": {"a": "x"}, "gates": ["a.m >= 1"]}
+    assert run.run_info() == {"run_id": "r"} and run.scores() == {"schema": 1, "groups": {}}
+    run.write_text("config.yaml", "models: [a\ngates: 1\n")
+    with pytest.raises(HarnessError, match=r"config\.yaml:\d+: not valid YAML"):
+        run.config()
+    run.write_json("scores.json", {"schema": 2, "groups": {}})
+    with pytest.raises(HarnessError, match="schema 2 is not supported"):
+        run.scores()
+    empty = make_run("empty")
+    assert empty.config() == {} and empty.run_info() == {}
+    with pytest.raises(HarnessError, match=r"not a run directory \(no scores\.json\)"):
+        empty.scores()
+    with pytest.raises(HarnessError, match="not a finished run"):
+        make_run("started", run_info={"run_id": "started"}).scores()
+    with pytest.raises(HarnessError, match="run directory not found"):
+        RunDir(tmp_path / "nowhere").scores()
+
+
+def test_per_sample_values_are_keyed_like_baselines(make_run):
+    def group(kind, *metrics):
+        return {"kind": kind, "models": {"sft": {k: {"value": 0.5} for k in metrics}, "base": {}}, "paired": []}
+
+    task = group("task", "em", "ok", "rougeL")
+    groups = {"t1": task, "t2": task, "all": task, "quiz": group("benchmark", "acc", "f1"),
+              "judge": group("judge", "ref"), "judge-pairwise": group("judge", "win_rate")}
+    run = make_run(
+        "r", {"schema": 1, "models": ["base", "sft"], "groups": groups},
+        samples={("sft", "t1"): [Sample(id="a", task="t1", metrics={"em": 1.0, "rougeL": None, "ok": True}),
+                                 Sample(id="b", task="t1", metrics={"em": float("nan"), "rougeL": 0.5})],
+                 ("sft", "t2"): [Sample(id="a", task="t2", metrics={"em": 0.0})]},
+        benchmarks={("sft", "quiz"): [{"id": "q1", "acc": 1.0, "metrics": {"f1": 0.5}}, {"doc_id": 7, "acc": False},
+                                      {"acc": 1, "pred": "B"}]},
+        verdicts={("ref", "sft", "t1"): [Verdict("a", "t1", "sft", "ref", score=80.0),
+                                         Verdict("b", "t1", "sft", "ref", score=None)],
+                  ("ref", "sft", "t2"): [Verdict("a", "t2", "sft", "ref", score=20.0)],
+                  ("pair", "sft_vs_base", "t1"): [Verdict("a", "t1", "sft_vs_base", "pair", winner="sft")]},
+    )
+    assert run.per_sample("t1", "sft", "em") == {"t1/a": 1.0}  # NaN (stored as null) is missing, not 0
+    assert run.per_sample("t1", "sft", "ok") == {"t1/a": 1.0}  # booleans count as 0/1
+    assert run.per_sample("t1", "sft", "rougeL") == {"t1/b": 0.5}
+    pooled = run.per_sample("all", "sft", "em")
+    assert pooled == {"t1/a": 1.0, "t2/a": 0.0} and list(pooled) == ["t1/a", "t2/a"]  # the task groups, in order
+    assert run.per_sample_metrics("quiz", "sft") == {"acc": {"q1": 1.0, "7": 0.0, "2": 1.0}, "f1": {"q1": 0.5}}
+    assert run.per_sample("judge", "sft", "ref") == {"t1/a": 80.0, "t2/a": 20.0}  # judge name = metric
+    assert run.per_sample_metrics("judge-pairwise", "sft") == {}  # no per-sample file behind win rates
+    assert run.per_sample("t1", "base", "em") == {} and run.per_sample("nope", "sft", "em") == {}
+    assert run.per_sample("quiz", "sft", "pred") == {}  # a record field that is not a scored metric

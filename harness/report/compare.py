@@ -3,27 +3,20 @@
 For every group and metric both runs scored, each model gets A, B and the change B − A. Where
 the runs share sample ids (same task data), the change carries a paired bootstrap over the
 matched samples (``harness.metrics.stats.paired_bootstrap``); otherwise it is a plain
-difference of means without a test. Reads stored files only.
+difference of means without a test. Reads stored files only, through ``RunDir`` (the
+per-sample values are ``RunDir.per_sample_metrics``, keyed like a baseline's).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.records import MetricValue
-from harness.report import (
-    Cell,
-    Delta,
-    Row,
-    _models_info,
-    _mv,
-    decimals_for,
-    is_small_local_judge,
-)
+from harness.records import MetricValue, Sample
+from harness.report.rows import Cell, Delta, Row, decimals_for, metric_value
+from harness.report.view import is_small_local_judge, models_info
 from harness.store import RunDir, open_run
 
 
@@ -62,63 +55,42 @@ def _side(label: str, run: RunDir) -> RunSide:
     models = [str(m) for m in scores.get("models") or info.get("models_order") or []]
     return RunSide(label, run, str(scores.get("run_id") or info.get("run_id") or run.path.name),
                    str(info.get("created") or ""), str(scores.get("config_hash") or info.get("config_hash") or ""),
-                   models, _models_info(info), dict(info.get("judge") or {}), scores)
+                   models, models_info(info), dict(info.get("judge") or {}), scores)
 
 
 class _PerSample:
-    """Per-sample values of one run, loaded lazily: {key: value} per (group, model, metric)."""
+    """Per-sample values of one run (``RunDir.per_sample_metrics``), read once per (group, model)."""
 
     def __init__(self, run: RunDir):
         self.run = run
-        self._samples: dict[tuple[str, str], dict] = {}
+        self._values: dict[tuple[str, str], dict[str, dict[str, float]]] = {}
+        self._samples: dict[tuple[str, str], dict[str, Sample]] = {}
         self._files = {(m, t) for m, t, _ in run.sample_files()}
-        self._verdicts = {(j, m, t) for j, m, t, _ in run.verdict_files()}
 
-    def _task(self, model: str, task: str) -> dict:
-        key = (model, task)
-        if key not in self._samples:
-            self._samples[key] = {s.id: s for s in self.run.samples(model, task)} if key in self._files else {}
-        return self._samples[key]
+    def values(self, group: str, model: str, metric: str) -> dict[str, float]:
+        """``{key: value}`` behind ``model.group.metric``; keys ``<task>/<id>`` (tasks, judge) or question ids."""
+        if (group, model) not in self._values:
+            self._values[(group, model)] = self.run.per_sample_metrics(group, model)
+        return self._values[(group, model)].get(metric, {})
 
-    def values(self, group: str, kind: str, model: str, metric: str) -> dict[Any, float]:
-        out: dict[Any, float] = {}
-        if kind == "task":
-            tasks = [group] if group != "all" else sorted(t for m, t in self._files if m == model)
-            for t in tasks:
-                for sid, s in self._task(model, t).items():
-                    v = (s.metrics or {}).get(metric)
-                    if isinstance(v, (int, float)) and math.isfinite(v):
-                        out[(t, sid)] = float(v)
-        elif kind == "benchmark":
-            for i, rec in enumerate(self._bench_records(model, group)):
-                v = rec.get(metric)
-                if isinstance(v, bool):
-                    v = float(v)
-                if isinstance(v, (int, float)) and math.isfinite(v):
-                    out[rec.get("id", rec.get("doc_id", i))] = float(v)
-        elif kind == "judge":
-            for j, m, t in sorted(self._verdicts):
-                if j == metric and m == model:
-                    for v in self.run.verdicts(j, m, t):
-                        if v.score is not None and math.isfinite(v.score):
-                            out[(v.task or t, v.id)] = float(v.score)
-        return out
-
-    def _bench_records(self, model: str, bench: str) -> list[dict]:
-        base = Path("benchmarks") / model
-        if self.run.exists(base / f"{bench}.jsonl"):
-            return self.run.read_jsonl(base / f"{bench}.jsonl")
-        if self.run.exists(base / f"{bench}.json"):
-            obj = self.run.read_json(base / f"{bench}.json")
-            for key in ("records", "samples", "docs", "questions"):
-                if isinstance(obj, dict) and isinstance(obj.get(key), list):
-                    return [r for r in obj[key] if isinstance(r, dict)]
-        return []
+    def sample(self, model: str, task: str, sid: str) -> Sample | None:
+        if (model, task) not in self._samples:
+            stored = (model, task) in self._files
+            self._samples[(model, task)] = {s.id: s for s in self.run.samples(model, task)} if stored else {}
+        return self._samples[(model, task)].get(sid)
 
 
-def _paired(va: dict, vb: dict, metric: str, hib: bool, mva: MetricValue | None, mvb: MetricValue | None,
+def _match_order(kind: str):
+    """The order matched samples are listed in, which seeds what each bootstrap resample draws:
+    ``(task, id)`` pairs as text for task and judge groups, the question id for benchmarks."""
+    if kind in ("task", "judge"):
+        return lambda key: str(tuple(key.split("/", 1)))
+    return str
+
+
+def _paired(va: dict, vb: dict, kind: str, hib: bool, mva: MetricValue | None, mvb: MetricValue | None,
             model: str) -> Delta:
-    keys = sorted(set(va) & set(vb), key=str)
+    keys = sorted(set(va) & set(vb), key=_match_order(kind))
     if len(keys) >= 2:
         from harness.metrics.stats import paired_bootstrap
 
@@ -179,13 +151,13 @@ def build_comparison(run_a: RunDir, run_b: RunDir) -> CompareView:
             label = k if g == "all" else f"{g} · {k}"
             line: dict[str, Any] = {"label": label, "cells": {}, "higher_is_better": True}
             for m in models:
-                mva, mvb = _mv((ma_all.get(m) or {}).get(k)), _mv((mb_all.get(m) or {}).get(k))
+                mva, mvb = metric_value((ma_all.get(m) or {}).get(k)), metric_value((mb_all.get(m) or {}).get(k))
                 if mva is None and mvb is None:
                     line["cells"][m] = None
                     continue
                 hib = (mvb or mva).higher_is_better
                 line["higher_is_better"] = hib
-                d = _paired(pa.values(g, kind, m, k), pb.values(g, kind, m, k), k, hib, mva, mvb, m)
+                d = _paired(pa.values(g, m, k), pb.values(g, m, k), kind, hib, mva, mvb, m)
                 unpaired += d.test is None and d.diff is not None
                 cells = [Cell("A", mva), Cell("B", mvb)]
                 vals = [c.mv.value for c in cells if c.mv is not None and c.mv.value is not None]
@@ -220,22 +192,24 @@ def build_comparison(run_a: RunDir, run_b: RunDir) -> CompareView:
     only_a = [m for m in a.models if m not in models]
     only_b = [m for m in b.models if m not in models]
 
-    metric = None
+    metric = pool = None
     for r in per_model[models[0]]:
         if r.group == "all" or gb.get(r.group, {}).get("kind") == "task":
-            metric = r.metric
+            metric, pool = r.metric, "all" if "all" in groups else r.group
             break
-    samples = {m: _changed_samples(pa, pb, m, metric) for m in models} if metric else {}
+    samples = {m: _changed_samples(pa, pb, m, pool, metric) for m in models} if metric else {}
     return CompareView(a, b, models, only_a, only_b, warnings, notes, per_model, overview, changes, samples, metric)
 
 
-def _changed_samples(pa: _PerSample, pb: _PerSample, model: str, metric: str, k: int = 3) -> list[dict]:
-    va, vb = pa.values("all", "task", model, metric), pb.values("all", "task", model, metric)
-    keys = sorted(set(va) & set(vb), key=lambda key: (-abs(vb[key] - va[key]), str(key)))[:k]
+def _changed_samples(pa: _PerSample, pb: _PerSample, model: str, group: str, metric: str, k: int = 3) -> list[dict]:
+    """The ``k`` samples of ``group`` (``all``: every task) whose ``metric`` changed most from A to B."""
+    va, vb = pa.values(group, model, metric), pb.values(group, model, metric)
+    order = _match_order("task")
+    keys = sorted(set(va) & set(vb), key=lambda key: (-abs(vb[key] - va[key]), order(key)))[:k]
     out = []
     for key in keys:
-        task, sid = key
-        sa, sb = pa._task(model, task).get(sid), pb._task(model, task).get(sid)
+        task, sid = key.split("/", 1)
+        sa, sb = pa.sample(model, task, sid), pb.sample(model, task, sid)
         if sa is None or sb is None or vb[key] == va[key]:
             continue
         out.append({"task": task, "id": sid, "instruction": sb.instruction, "input": sb.input,

@@ -16,8 +16,9 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
-from harness.report import SIG_NOTE, ReportView, Row, fmt, fmt_count, fmt_seconds, main_metric
 from harness.report.charts import bar_chart, line_chart, model_colors
+from harness.report.rows import SIG_NOTE, Row, fmt, fmt_count, fmt_seconds
+from harness.report.view import ReportView, main_metric
 
 TEMPLATES = Path(__file__).parent / "templates"
 

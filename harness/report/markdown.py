@@ -6,16 +6,8 @@ import json
 import re
 from typing import Any
 
-from harness.report import (
-    SIG_NOTE,
-    ReportView,
-    Row,
-    fmt,
-    fmt_count,
-    fmt_seconds,
-    main_metric,
-    top_differences,
-)
+from harness.report.rows import SIG_NOTE, Row, fmt, fmt_count, fmt_seconds
+from harness.report.view import ReportView, main_metric, top_differences
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~#])")
 

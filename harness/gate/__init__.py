@@ -1,0 +1,31 @@
+"""CI score gates: rules over a run's ``scores.json`` -> pass/fail rows, JUnit, exit code.
+
+- ``rules``:  the rule grammar (strings and mappings, ``max_drop``, ``significant``) and gate files
+- ``lookup``: addressing ``model.group.metric`` in scores (a run's or a baseline's), fail-closed reasons
+- ``check``:  rules evaluated against a run -> ``GateReport`` rows (``run_gates``, ``check_gates``)
+- ``output``: the console table, Markdown step summary, JUnit XML and ``gate_main`` (exit codes)
+
+Reads JSON/YAML only (no torch); docs/gates.md has the full story.
+"""
+
+from harness.gate.check import GateReport, GateRow, check_gates, run_gates
+from harness.gate.output import format_table, gate_main, to_markdown, write_junit
+from harness.gate.rules import (
+    GRAMMAR,
+    OPS,
+    CompareRule,
+    DropRule,
+    Rule,
+    ScoreRef,
+    load_gate_config,
+    load_rules,
+    parse_rule,
+    parse_rule_string,
+    parse_rules,
+)
+
+__all__ = [
+    "GRAMMAR", "OPS", "CompareRule", "DropRule", "GateReport", "GateRow", "Rule", "ScoreRef", "check_gates",
+    "format_table", "gate_main", "load_gate_config", "load_rules", "parse_rule", "parse_rule_string", "parse_rules",
+    "run_gates", "to_markdown", "write_junit",
+]

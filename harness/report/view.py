@@ -1,0 +1,284 @@
+"""The format-neutral view of one run that report.md and report.html render: summary and
+per-group tables, warnings, training logs, pairwise matrices and the sample items.
+
+Everything is read from the run directory through ``RunDir`` (no model is loaded).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+from harness.report.rows import Row, comparisons, metric_rows
+from harness.store import RunDir
+
+
+@dataclass
+class Section:
+    """The table of one task or judge group, with the group's ``info``."""
+
+    name: str
+    kind: str
+    rows: list[Row]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainInfo:
+    """What a model's training manifest says: hyperparameters and the loss curves."""
+
+    model: str
+    kind: str
+    base: str
+    hyperparameters: dict[str, Any]
+    loss: list[tuple[float, float]]
+    eval_loss: list[tuple[float, float]]
+    wall_time_s: float | None
+    device: str | None
+    extra: dict[str, Any]
+
+
+@dataclass
+class ReportView:
+    """Everything report.md and report.html show about one run."""
+
+    run_dir: Path
+    run_id: str
+    created: str
+    config_hash: str
+    models: list[str]
+    model_info: dict[str, dict[str, Any]]
+    env: dict[str, Any]
+    judge_info: dict[str, Any]
+    timings: dict[str, float]
+    wall_time_s: float | None
+    warnings: list[str]
+    summary: list[Row]
+    tasks: list[Section]
+    benchmarks: list[Row]
+    benchmark_info: dict[str, dict]
+    judge: list[Row]
+    judge_groups: list[Section]
+    pairwise: list[dict[str, Any]]
+    training: list[TrainInfo]
+    items: list[dict[str, Any]]
+    sample_metrics: list[str]
+    comparisons: list[tuple[str, str]]
+
+
+def models_info(info: dict) -> dict[str, dict]:
+    """run.json's ``models`` (a mapping, or a list of records with ``name``) as {name: record}."""
+    raw = info.get("models") or {}
+    if isinstance(raw, list):
+        return {str(r.get("name")): r for r in raw if isinstance(r, dict) and r.get("name")}
+    return {str(k): v for k, v in raw.items() if isinstance(v, dict)} if isinstance(raw, dict) else {}
+
+
+def is_small_local_judge(judge: dict, groups: dict) -> str | None:
+    """A reason string when the judge is a small local model, else None."""
+    backend = str((judge or {}).get("backend") or "")
+    if backend.startswith("hf:"):
+        return backend
+    for g in groups.values():
+        if g.get("kind") != "judge":
+            continue
+        gi = g.get("info") or {}
+        if gi.get("small_local") or gi.get("small") or gi.get("local"):
+            return str(gi.get("backend") or gi.get("judge_model") or "local judge")
+        if str(gi.get("backend") or "").startswith("hf:"):
+            return str(gi["backend"])
+    return None
+
+
+def build_warnings(models: list[str], model_info: dict, judge: dict, groups: dict) -> list[str]:
+    warnings = []
+    hashes = {}
+    for m in models:
+        h = (model_info.get(m) or {}).get("template_hash")
+        if h:
+            hashes.setdefault(h, []).append(f"{m} ({(model_info.get(m) or {}).get('template') or '?'})")
+    if len(hashes) > 1:
+        warnings.append(
+            "Models used different prompt templates: "
+            + "; ".join(f"{', '.join(ms)} = {h}" for h, ms in hashes.items())
+            + ". Score differences may come from the prompt format, not the weights."
+        )
+    small = is_small_local_judge(judge, groups)
+    if small:
+        warnings.append(
+            f"The judge is a small local model ({small}). Its scores are noisy and biased: "
+            "treat judge results as indicative only and confirm with a stronger judge."
+        )
+    return warnings
+
+
+def _train_info(model: str, man: dict) -> TrainInfo:
+    loss, eval_loss = [], []
+    for i, rec in enumerate(man.get("log") or []):
+        if not isinstance(rec, dict):
+            continue
+        step = rec.get("step", i + 1)
+        if not isinstance(step, (int, float)):
+            continue
+        if isinstance(rec.get("loss"), (int, float)) and math.isfinite(rec["loss"]):
+            loss.append((float(step), float(rec["loss"])))
+        if isinstance(rec.get("eval_loss"), (int, float)) and math.isfinite(rec["eval_loss"]):
+            eval_loss.append((float(step), float(rec["eval_loss"])))
+    known = {"kind", "base", "hyperparameters", "log", "wall_time_s", "device"}
+    return TrainInfo(
+        model=model, kind=str(man.get("kind") or "?"),
+        base=str((man.get("base") or {}).get("ref", "") if isinstance(man.get("base"), dict) else man.get("base") or ""),
+        hyperparameters=dict(man.get("hyperparameters") or {}), loss=loss, eval_loss=eval_loss,
+        wall_time_s=man.get("wall_time_s"), device=man.get("device"),
+        extra={k: v for k, v in man.items() if k not in known},
+    )
+
+
+def load_items(run: RunDir, models: list[str]) -> tuple[list[dict], list[str]]:
+    """One item per (task, sample id): the shared inputs and each model's answer and scores."""
+    items: dict[tuple[str, str], dict] = {}
+    metric_names: list[str] = []
+    for model, task, _ in run.sample_files():
+        if model not in models:
+            continue
+        for s in run.samples(model, task):
+            it = items.setdefault((s.task or task, s.id), {
+                "task": s.task or task, "id": s.id, "lang": s.lang, "instruction": s.instruction,
+                "input": s.input, "reference": s.reference, "answers": {}, "pairwise": []})
+            metrics = {k: (v if isinstance(v, (int, float)) and math.isfinite(v) else None)
+                       for k, v in (s.metrics or {}).items()}
+            for k in metrics:
+                if k not in metric_names:
+                    metric_names.append(k)
+            it["answers"][model] = {"response": s.response, "metrics": metrics, "truncated": bool(s.truncated),
+                                    "n_tokens": s.n_tokens, "judge": {}}
+    judges: list[str] = []
+    for judge, who, task, _ in run.verdict_files():
+        for v in run.verdicts(judge, who, task):
+            it = items.get((v.task or task, v.id))
+            if it is None:
+                continue
+            if "_vs_" in who:
+                it["pairwise"].append({"judge": judge, "pair": who.replace("_vs_", " vs "),
+                                       "winner": v.winner, "rationale": v.rationale, "error": v.error})
+            elif who in it["answers"]:
+                key = f"judge:{judge}"
+                if key not in judges:
+                    judges.append(key)
+                it["answers"][who]["judge"][judge] = {"score": v.score, "rationale": v.rationale, "error": v.error}
+                it["answers"][who]["metrics"][key] = v.score
+    order = {m: i for i, m in enumerate(models)}
+    out = sorted(items.values(), key=lambda it: (it["task"], it["id"]))
+    for it in out:
+        it["answers"] = dict(sorted(it["answers"].items(), key=lambda kv: order.get(kv[0], 99)))
+    return out, metric_names + judges
+
+
+def top_differences(items: list[dict], metric: str, a: str, b: str, k: int = 5) -> list[tuple[float, dict]]:
+    """Items with the largest |b - a| on ``metric`` (both present), largest first."""
+    scored = []
+    for it in items:
+        va = (it["answers"].get(a) or {}).get("metrics", {}).get(metric)
+        vb = (it["answers"].get(b) or {}).get("metrics", {}).get(metric)
+        if va is not None and vb is not None:
+            scored.append((vb - va, it))
+    scored.sort(key=lambda t: (-abs(t[0]), t[1]["task"], t[1]["id"]))
+    return scored[:k]
+
+
+def build_view(run: RunDir) -> ReportView:
+    scores = run.scores()
+    info = run.run_info()
+    groups: dict[str, dict] = {k: v for k, v in (scores.get("groups") or {}).items() if isinstance(v, dict)}
+    models = [str(m) for m in (scores.get("models") or info.get("models_order") or [])]
+    if not models:
+        for g in groups.values():
+            for m in g.get("models") or {}:
+                if m not in models:
+                    models.append(m)
+    if not models:
+        raise HarnessError(f"{run.path / 'scores.json'}: no models in the scores", fix="rerun `harness run`")
+    model_info = models_info(info)
+    judge_info = dict(info.get("judge") or {})
+
+    task_groups = [g for g, d in groups.items() if d.get("kind") == "task" and g != "all"]
+    bench_groups = [g for g, d in groups.items() if d.get("kind") == "benchmark"]
+    judge_groups = [g for g, d in groups.items() if d.get("kind") == "judge"]
+
+    summary: list[Row] = []
+    if "all" in groups:
+        summary += metric_rows("all", groups["all"], models)
+    else:
+        for g in task_groups:
+            summary += metric_rows(g, groups[g], models, label_prefix=f"{g} · ")
+    for g in bench_groups:
+        summary += metric_rows(g, groups[g], models, label_prefix=f"{g} · ", metrics=["acc"])
+    for g in judge_groups:
+        summary += metric_rows(g, groups[g], models, label_prefix=f"{g} · ")
+
+    tasks = [Section(g, "task", metric_rows(g, groups[g], models), dict(groups[g].get("info") or {}))
+             for g in task_groups]
+    benchmarks = []
+    for g in bench_groups:
+        benchmarks += metric_rows(g, groups[g], models, label_prefix=f"{g} · ", show_stderr=True)
+    judge_sections = [Section(g, "judge", metric_rows(g, groups[g], models, label_prefix=f"{g} · "), dict(groups[g].get("info") or {}))
+                      for g in judge_groups]
+    pairwise = []
+    for s in judge_sections:
+        if isinstance(s.info.get("matrix"), (dict, list)):
+            pairwise.append({"group": s.name, "matrix": normalize_matrix(s.info["matrix"], models),
+                             "consistency": s.info.get("consistency"), "length_bias": s.info.get("length_bias"),
+                             "judge": s.info.get("judge"), "judge_model": s.info.get("judge_model")})
+
+    training = [_train_info(m, (model_info.get(m) or {})["train_manifest"]) for m in models
+                if isinstance((model_info.get(m) or {}).get("train_manifest"), dict)]
+    items, sample_metrics = load_items(run, models)
+    timings = {str(k): float(v) for k, v in (info.get("timings") or {}).items() if isinstance(v, (int, float))}
+    wall = info.get("wall_time_s")
+    if not isinstance(wall, (int, float)):
+        wall = sum(timings.values()) if timings else None
+    return ReportView(
+        run_dir=run.path, run_id=str(scores.get("run_id") or info.get("run_id") or run.path.name),
+        created=str(info.get("created") or ""), config_hash=str(scores.get("config_hash") or info.get("config_hash") or ""),
+        models=models, model_info=model_info, env=dict(info.get("env") or {}), judge_info=judge_info,
+        timings=timings, wall_time_s=wall, warnings=build_warnings(models, model_info, judge_info, groups),
+        summary=summary, tasks=tasks, benchmarks=benchmarks,
+        benchmark_info={g: dict(groups[g].get("info") or {}) for g in bench_groups},
+        judge=[r for s in judge_sections for r in s.rows], judge_groups=judge_sections, pairwise=pairwise,
+        training=training, items=items, sample_metrics=sample_metrics, comparisons=comparisons(models),
+    )
+
+
+def normalize_matrix(raw: Any, models: list[str]) -> dict[str, dict[str, dict[str, int]]]:
+    """``{row: {col: {win, tie, loss, missing}}}`` from a nested dict or a list of pair records."""
+    out: dict[str, dict[str, dict[str, int]]] = {}
+
+    def put(a, b, rec):
+        out.setdefault(str(a), {})[str(b)] = {k: int(rec.get(k) or 0) for k in ("win", "tie", "loss", "missing")}
+
+    if isinstance(raw, dict):
+        for a, row in raw.items():
+            if isinstance(row, dict):
+                for b, rec in row.items():
+                    if isinstance(rec, dict):
+                        put(a, b, rec)
+    elif isinstance(raw, list):
+        for rec in raw:
+            if isinstance(rec, dict) and rec.get("a") and rec.get("b"):
+                put(rec["a"], rec["b"], rec)
+                mirror = {"win": rec.get("loss"), "tie": rec.get("tie"), "loss": rec.get("win"),
+                          "missing": rec.get("missing")}
+                out.setdefault(str(rec["b"]), {}).setdefault(str(rec["a"]), {k: int(v or 0) for k, v in mirror.items()})
+    return out
+
+
+def main_metric(view: ReportView) -> str | None:
+    """The metric the Markdown sample section and the browser sort by first."""
+    preferred = [r.metric for r in view.summary if r.group == "all"] or [r.metric for t in view.tasks for r in t.rows]
+    for m in preferred:
+        if m in view.sample_metrics:
+            return m
+    return view.sample_metrics[0] if view.sample_metrics else None
