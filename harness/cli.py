@@ -46,7 +46,7 @@ def user_errors(fn):
         quiet_libraries(bool(kwargs.get("verbose")))
         try:
             return fn(*args, **kwargs)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except GateFailed as err:
             _fail(str(err) or "a gate failed", 1)

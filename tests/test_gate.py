@@ -492,3 +492,20 @@ def test_markdown_and_table_escape(tmp_path):
     con = quiet()
     con.print(format_table(rep))
     assert "[red]x[/red]" in con.export_text()
+
+
+def test_misspelled_metric_on_the_demo_run_is_an_input_error(tmp_path):
+    """`sft.rougeLL` on a real demo run: exit 2 with a suggestion, not a fail-closed 1 ("configured
+    but not run: demo", when expected groups came from the config's suite name)."""
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    demo = Path(__file__).parent / "fixtures" / "run_demo"
+    gates = tmp_path / "gates.yaml"
+    gates.write_text('gates: ["sft.rougeLL >= 0.1"]\n')
+    result = CliRunner().invoke(app, ["gate", str(demo), "--config", str(gates)], env={"COLUMNS": "400"})
+    assert result.exit_code == 2, result.output
+    assert "unknown metric 'rougeLL'" in result.output and "did you mean 'rougeL'" in result.output
+    gates.write_text('gates: ["sft.rougeL >= 0.1"]\n')
+    assert CliRunner().invoke(app, ["gate", str(demo), "--config", str(gates)]).exit_code == 0

@@ -291,7 +291,7 @@ def run_gates(run_dir: str | Path, rules: Iterable[Any] | None = None, baseline_
     rate = max_missing_rate if max_missing_rate is not None else judge_rate(cfg)
     scores = ScoreTable(doc["groups"], label=f"run {doc.get('run_id') or run.path.name}",
                         models=[*(doc.get("models") or []), *cfg_models],
-                        expected_groups=expected_groups(cfg), judge_rate=0.2 if rate is None else rate)
+                        expected_groups=expected_groups(info, cfg), judge_rate=0.2 if rate is None else rate)
 
     report = GateReport(run_id=doc.get("run_id") or info.get("run_id") or run.path.name, run_dir=str(run.path))
     search_dirs = [*search, Path.cwd(), run.path.resolve().parent.parent]

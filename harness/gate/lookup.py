@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, did_you_mean
 from harness.gate.rules import EPS
 
 
@@ -114,15 +114,18 @@ class ScoreTable:
             if group in self.groups:
                 if metric in self.group_metrics(group):
                     return group, metric
-                raise HarnessError(f"{where}: unknown metric '{metric}' in group '{group}' of {self.label}; "
-                                   f"known: {', '.join(self.group_metrics(group)) or '(none)'}")
+                known = self.group_metrics(group)
+                raise HarnessError(f"{where}: unknown metric '{metric}' in group '{group}' of {self.label}"
+                                   f"{did_you_mean(metric, known)}; known: {', '.join(known) or '(none)'}")
             absent = self.missing_group(group)
             if absent:
                 return absent
         if self.expected:
             return Absent(f"'{rest}' not found in {self.label}; configured but not run: "
                            f"{', '.join(self.expected)}")
-        raise HarnessError(f"{where}: unknown metric '{rest}' in {self.label}; known: {self.known()}.",
+        guess = did_you_mean(rest, [*self.metric_index, *(f"{g}.{m}" for g in self.groups
+                                                          for m in self.group_metrics(g))])
+        raise HarnessError(f"{where}: unknown metric '{rest}' in {self.label}{guess}; known: {self.known()}.",
                            fix="Write model.metric or model.group.metric with one of these.")
 
     def lookup(self, model: str, rest: str, where: str, rate: float | None) -> Found | Absent:
@@ -175,17 +178,23 @@ class ScoreTable:
         return None
 
 
-def expected_groups(cfg: dict[str, Any]) -> list[str]:
-    """The groups a run's config asked for: its tasks, benchmarks and (when enabled) the judge."""
-    out: list[str] = []
-    for t in cfg.get("tasks") or []:
-        if isinstance(t, str):
-            out.append(Path(t).stem if t.endswith((".yaml", ".yml")) else t)
-    for b in cfg.get("benchmarks") or []:
-        name = b.get("name") if isinstance(b, dict) else b
-        if isinstance(name, str):
-            out.append(name)
-    judge = cfg.get("judge")
+def expected_groups(run_info: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
+    """The groups the run set out to produce: the names of the tasks that ran (suites expanded,
+    as run.json records them), ``all`` when there were several, its benchmarks and (when a judge
+    was on) ``judge``. A missing one fails closed instead of being an unknown name."""
+    tasks = run_info.get("tasks")
+    if tasks is None:  # a run directory written by hand: what its config names
+        tasks = [Path(t).stem if t.endswith((".yaml", ".yml")) else t for t in cfg.get("tasks") or []
+                 if isinstance(t, str)]
+    tasks = [t for t in tasks if isinstance(t, str)]
+    out: list[str] = list(tasks)
+    if len(tasks) > 1:
+        out.append("all")
+    benches = run_info.get("benchmarks")
+    if benches is None:
+        benches = [b.get("name") if isinstance(b, dict) else b for b in cfg.get("benchmarks") or []]
+    out += [b for b in benches if isinstance(b, str)]
+    judge = run_info.get("judge") if isinstance(run_info.get("judge"), dict) else cfg.get("judge")
     if isinstance(judge, dict) and str(judge.get("backend", "none")) not in ("none", "", "None"):
         out.append("judge")
     return out
