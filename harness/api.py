@@ -94,7 +94,7 @@ def gate(run_dir: str | Path, config: str | Path | None = None, baseline: str | 
 
 def resolve_models(config: str | Path | HarnessConfig | None = None) -> dict[str, Any]:
     """How each configured checkpoint resolves (no weights are loaded)."""
-    from harness.models.load import resolve_models as _resolve
+    from harness.models.resolve import resolve_models as _resolve
 
     cfg = load_config(config)
     specs = {n: s for n, s in cfg.models.items() if not s.responses}

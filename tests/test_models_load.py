@@ -8,7 +8,8 @@ import pytest
 
 from harness.config import ModelSpec
 from harness.errors import HarnessError
-from harness.models.load import ModelPool, fingerprint, resolve_models
+from harness.models.pool import ModelPool
+from harness.models.resolve import fingerprint, resolve_models
 
 
 def _specs(**kw) -> dict[str, ModelSpec]:

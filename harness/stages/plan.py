@@ -33,7 +33,7 @@ class Plan:
     def pool(self):
         """The ModelPool, created on first use (responses-only runs never load a model)."""
         if self._pool is None:
-            from harness.models.load import ModelPool
+            from harness.models.pool import ModelPool
 
             self._pool = ModelPool(dict(self.resolved))
         return self._pool
@@ -43,7 +43,7 @@ class Plan:
 
 
 def make_plan(cfg: HarnessConfig, models: list[str] | None = None) -> Plan:
-    from harness.models.load import resolve_models
+    from harness.models.resolve import resolve_models
 
     names = models or list(cfg.models)
     unknown = [m for m in names if m not in cfg.models]
