@@ -48,7 +48,8 @@ def worker(args) -> None:
     t0 = time.perf_counter()
     from harness.benchmarks import run_benchmarks
     from harness.config import BenchmarkSpec, ModelSpec
-    from harness.models.load import ModelPool, resolve_models
+    from harness.models.pool import ModelPool
+    from harness.models.resolve import resolve_models
 
     models = json.loads(args.models)  # {name: {"path": ...} | {"adapter": ..., "base": ...}}
     specs = {n: ModelSpec(**m) for n, m in models.items()}
@@ -154,7 +155,7 @@ def main() -> None:
         return worker(args)
 
     from harness.benchmarks import build_minis
-    from harness.models.load import pick_device, pick_dtype
+    from harness.models.hf_load import pick_device, pick_dtype
 
     args.device = pick_device(args.device)
     args.dtype = str(pick_dtype(args.dtype, args.device)).removeprefix("torch.")

@@ -198,8 +198,9 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     from harness.config import ModelSpec
-    from harness.models.load import ModelPool, resolve_models
+    from harness.models.pool import ModelPool
     from harness.models.prompts import get_format
+    from harness.models.resolve import resolve_models
 
     if args.model:
         path = Path(args.model).resolve()

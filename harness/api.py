@@ -111,7 +111,7 @@ def gate(run_dir: str | Path, config: str | Path | None = None, baseline: str | 
 
 def resolve_models(config: str | Path | HarnessConfig | None = None) -> dict[str, Any]:
     """How each configured checkpoint resolves (no weights are loaded)."""
-    from harness.models.load import resolve_models as _resolve
+    from harness.models.resolve import resolve_models as _resolve
 
     cfg = load_config(config)
     specs = {n: s for n, s in cfg.models.items() if not s.responses}
@@ -129,7 +129,7 @@ def print_models(config: str | Path | None = None) -> None:
     table = Table("model", "kind", "resolves to", "dtype", "prompt format")
     for name, d in resolve_models(config).items():
         table.add_row(name, d.get("kind", ""), "\n  -> ".join(d.get("chain", [])), str(d.get("dtype", "-")),
-                      str(d.get("prompt_format") or "chat"))
+                      str(d.get("template") or "-"))
     Console().print(table)
 
 

@@ -183,3 +183,28 @@ def test_task_yamls():
     suite = yaml.safe_load((TASKS / "demo.yaml").read_text(encoding="utf-8"))
     assert suite == {"name": "demo", "description": suite.get("description"),
                      "suite": ["demo-en", "demo-ko", "demo-json"]}
+
+
+def test_tables_ship_as_package_data():
+    """demo_tables.json is read at import time: the wheel must carry it (pyproject package-data)."""
+    import fnmatch
+    import re
+
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")  # no tomllib on Python 3.10
+    section = text.split("[tool.setuptools.package-data]", 1)[1].split("\n[", 1)[0]
+    globs = re.findall(r'"([^"]+)"', re.search(r"^harness\s*=\s*\[(.*?)\]", section, re.M | re.S).group(1))
+    rel = demo_data.TABLES_FILE.relative_to(ROOT / "harness").as_posix()
+    assert any(fnmatch.fnmatch(rel, g) for g in globs), (rel, globs)
+
+
+def test_a_bad_table_row_names_the_file_and_row(tmp_path):
+    from harness.errors import HarnessError
+
+    bad = json.loads(demo_data.TABLES_FILE.read_text(encoding="utf-8"))
+    bad["units"]["rows"][2] = ["cm_mm", "centimeters", "millimeters", "센티미터", "밀리미터", 10, "mul"]
+    path = tmp_path / "tables.json"
+    path.write_text(json.dumps(bad, ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(HarnessError, match=r"tables\.json: units row 3 must be 7 strings") as exc:
+        demo_data.load_tables(path)
+    assert "\n" not in str(exc.value)
+    assert demo_data.load_tables()["units"] == demo_data.UNITS

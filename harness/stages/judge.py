@@ -33,7 +33,8 @@ def hf_callables(spec: str, plan, pool_factory: Callable[[], Any]) -> dict[str, 
         """(the pool that holds the judge model, its name there)."""
         if "pool" not in state:
             from harness.config import ModelSpec
-            from harness.models.load import ModelPool, resolve_models
+            from harness.models.pool import ModelPool
+            from harness.models.resolve import resolve_models
 
             judge_root = resolve_models({"judge": ModelSpec(path=spec)}, plan.config.base_dir)["judge"]
             same = [n for n, r in plan.resolved.items()

@@ -36,7 +36,7 @@ class Plan:
     def pool(self):
         """The ModelPool, created on first use (responses-only runs never load a model)."""
         if self._pool is None:
-            from harness.models.load import ModelPool
+            from harness.models.pool import ModelPool
 
             self._pool = ModelPool(dict(self.resolved))
         return self._pool
@@ -51,7 +51,7 @@ def make_plan(cfg: HarnessConfig, models: list[str] | None = None, *, trust_remo
     ``trust_remote_code`` is the user's consent (``--trust-remote-code`` or
     HARNESS_TRUST_REMOTE_CODE=1): a model with ``trust_remote_code: true`` in the config alone
     is refused, so a config from a pull request cannot run a model folder's code."""
-    from harness.models.load import resolve_models
+    from harness.models.resolve import resolve_models
     from harness.responses import looks_like_python_literal, match_responses
 
     names = models or list(cfg.models)

@@ -255,7 +255,7 @@ def save_checkpoint(trainer, out: Path, *, kind: str, base: dict[str, Any], data
         started=started,
         device=device_name(),
         extra={"steps": trainer.state.global_step,
-               # what harness.models.load compares with the folder it resolves (same hash as load.fingerprint)
+               # what harness.models.resolve compares with the folder it resolves (same hash as fingerprint())
                "base_fingerprint": base_fingerprint(fingerprint_folder)},
     )
     write_manifest(out, manifest)

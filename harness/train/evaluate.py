@@ -65,7 +65,8 @@ def load_checkpoint(ref: str | Path, *, prompt_format: str | None = None):
     """(model, tokenizer, PromptFormat) of a base (zoo:NAME / folder) or of an adapter folder
     written by ``harness train`` (the chain under it is followed the way harness.yaml would)."""
     from harness.config import ModelSpec
-    from harness.models.load import ModelPool, resolve_models
+    from harness.models.pool import ModelPool
+    from harness.models.resolve import resolve_models
 
     ref = str(ref)
     p = Path(ref)

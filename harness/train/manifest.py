@@ -32,11 +32,11 @@ def model_fingerprint(path_or_id: str) -> str | None:
 
 
 def base_fingerprint(folder: str | Path) -> str | None:
-    """The fingerprint ``harness.models.load`` checks against the folder an adapter resolves onto
+    """The fingerprint ``harness.models.resolve`` checks against the folder an adapter resolves onto
     (a model folder, or the SFT adapter folder under a DPO adapter); None for a hub id."""
     if not Path(folder).is_dir():
         return None
-    from harness.models.load import fingerprint
+    from harness.models.resolve import fingerprint
 
     return fingerprint(folder)
 

@@ -1,0 +1,295 @@
+"""The ModelPool: each distinct loaded root once, adapters switched on it, one Engine per model.
+
+``ModelPool(resolved)`` loads each distinct root once, puts every LoRA adapter of every model on
+that root into one ``PeftModel`` by name, and ``activate(name)`` switches: no adapter for the
+base, one for an SFT adapter, several at once for a stack (for LoRA, W + dW_sft + dW_dpo is
+exactly "SFT merged, then the DPO adapter"). Adapters that are not plain LoRA (DoRA,
+modules_to_save, saved embeddings, a bigger vocabulary) get their own copy. ``format(name)`` is
+the one decision of how a model is prompted.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+from harness.models.hf_load import check_quantization, load_root, load_tokenizer, pick_device
+from harness.models.resolve import ResolvedModel
+
+
+def _adapter_is_plain_lora(folder: str) -> bool:
+    """True when the adapter only adds LoRA deltas (so several can be summed on one base)."""
+    try:
+        cfg = json.loads((Path(folder) / "adapter_config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False
+    if cfg.get("peft_type") != "LORA" or cfg.get("use_dora") or cfg.get("modules_to_save") \
+            or cfg.get("trainable_token_indices") or cfg.get("bias", "none") != "none":
+        return False
+    st = Path(folder) / "adapter_model.safetensors"
+    if st.is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(st), framework="pt") as f:
+            return all("lora_" in k for k in f.keys())  # noqa: SIM118 (safe_open is not a dict)
+    return False  # .bin or unknown layout: load it on its own copy to be safe
+
+
+@dataclass
+class _Group:
+    model: Any                      # the transformers model the Engine calls (LoRA layers injected)
+    peft: Any = None                # the PeftModel that owns the adapters (None: no adapters)
+    names: dict[str, list[str]] = field(default_factory=dict)  # model name -> adapter names to activate
+    active: str | None = None
+
+
+class ModelPool:
+    """Loads each distinct root once and switches adapters on it.
+
+    ``device``/``dtype`` other than "auto" override every model's own setting (CLI flags).
+    """
+
+    def __init__(self, resolved: dict[str, ResolvedModel], device: str = "auto", dtype: str = "auto",
+                 batch_size: int | str = "auto"):
+        self.resolved = {n: r for n, r in resolved.items() if r.kind != "responses"}
+        self.device_override, self.dtype_override = device, dtype
+        self.batch_size = batch_size
+        self._groups: dict[tuple, _Group] = {}
+        self._group_of: dict[str, tuple] = {}
+        self._tokenizers: dict[str, Any] = {}
+        self._engines: dict[str, Any] = {}
+        self._formats: dict[str, dict] = {}
+        self._device: dict[str, str] = {}
+        for name, r in self.resolved.items():
+            dev = pick_device(device if device != "auto" else r.device)
+            self._device[name] = dev
+            if r.quantization:
+                check_quantization(r, dev)
+
+    # -- planning
+    def _key(self, name: str) -> tuple:
+        r = self.resolved[name]
+        base = r.group_key[:4] + (self._device[name], self.dtype_override if self.dtype_override != "auto"
+                                  else r.dtype, r.trust_remote_code)
+        if r.adapters and not (all(_adapter_is_plain_lora(a) for a in r.adapters) and not self._needs_resize(name)):
+            return base + (name,)           # a copy of its own
+        return base
+
+    def groups(self) -> list[list[str]]:
+        """Model names grouped by the loaded root they share, in config order (run each group,
+        then ``release`` it to free memory)."""
+        out: dict[tuple, list[str]] = {}
+        for name in self.resolved:
+            out.setdefault(self._key(name), []).append(name)
+        return list(out.values())
+
+    def _needs_resize(self, name: str) -> bool:
+        r = self.resolved[name]
+        if not r.adapters:
+            return False
+        tok = self.tokenizer(name)
+        return len(tok) > self._root_vocab(r)
+
+    def _root_vocab(self, r: ResolvedModel) -> int:
+        if r.gguf_file or not (Path(r.root) / "config.json").is_file():
+            from transformers import AutoConfig
+
+            kw = {"gguf_file": r.gguf_file} if r.gguf_file else {}
+            cfg = AutoConfig.from_pretrained(r.root, revision=r.revision, trust_remote_code=r.trust_remote_code, **kw)
+        else:
+            cfg = json.loads((Path(r.root) / "config.json").read_text(encoding="utf-8"))
+            cfg = type("C", (), {"vocab_size": cfg.get("vocab_size") or cfg.get("text_config", {}).get("vocab_size")})
+        return int(getattr(cfg, "vocab_size", 0) or getattr(getattr(cfg, "text_config", None), "vocab_size", 0) or 0)
+
+    # -- tokenizers
+    def tokenizer(self, name: str):
+        r = self.resolved[name]
+        src, kw = r.tokenizer_source()
+        cache_key = f"{src}|{kw.get('gguf_file')}"
+        if cache_key not in self._tokenizers:
+            self._tokenizers[cache_key] = load_tokenizer(src, revision=None if src != r.root else r.revision,
+                                                         trust_remote_code=r.trust_remote_code,
+                                                         where=f"models.{name}", **kw)
+        return self._tokenizers[cache_key]
+
+    # -- loading
+    def _group(self, name: str) -> _Group:
+        if name not in self.resolved:
+            raise HarnessError(f"model {name!r} is not in this pool (responses models have no weights)")
+        key = self._key(name)
+        if key not in self._groups:
+            members = [n for n in self.resolved if self._key(n) == key]
+            self._groups[key] = self._load_group(members)
+        self._group_of[name] = key
+        return self._groups[key]
+
+    def _load_group(self, members: list[str]) -> _Group:
+        from peft import PeftModel
+
+        first = self.resolved[members[0]]
+        device = self._device[members[0]]
+        model = load_root(first, device, self.dtype_override if self.dtype_override != "auto" else first.dtype)
+        params = sum(p.numel() for p in model.parameters())
+        group = _Group(model)
+        if len(members) == 1 and (own := self.resolved[members[0]]).adapters and self._key(own.name)[-1] == own.name:
+            # a copy of its own: resize if needed, merge all but the last adapter, keep the last live
+            tok = self.tokenizer(own.name)
+            if len(tok) > model.get_input_embeddings().weight.shape[0]:
+                model.resize_token_embeddings(len(tok))
+            for folder in own.adapters[:-1]:
+                model = _peft_load(PeftModel, model, folder, "merge", own.name).merge_and_unload()
+            group.peft = _peft_load(PeftModel, model, own.adapters[-1], own.name, own.name)
+            group.names[own.name] = [own.name]
+        else:
+            by_folder: dict[str, str] = {}
+            for n in members:  # a model's own adapter is named after it; others get folder-based names
+                r = self.resolved[n]
+                if r.adapters:
+                    by_folder.setdefault(r.adapters[-1], n)
+            for n in members:
+                r = self.resolved[n]
+                names = []
+                for i, folder in enumerate(r.adapters):
+                    an = by_folder.setdefault(folder, f"{n}__{i}")
+                    if group.peft is None:
+                        group.peft = _peft_load(PeftModel, model, folder, an, n)
+                    elif an not in group.peft.peft_config:
+                        try:
+                            group.peft.load_adapter(folder, adapter_name=an)
+                        except Exception as err:  # noqa: BLE001
+                            raise HarnessError(f"models.{n}: could not load adapter {folder}: {err}",
+                                               fix="Check that the adapter was trained on this base "
+                                                   "(or set `base:`).") from None
+                    names.append(an)
+                group.names[n] = names
+        if group.peft is not None:
+            group.model = group.peft.base_model.model
+        group.model.eval()
+        for n in members:
+            r = self.resolved[n]
+            r.params = params
+            r.loaded_dtype = str(next(group.model.parameters()).dtype).removeprefix("torch.")
+            r.loaded_device = device
+            names = group.names.get(n, [])
+            r.adapter_params = sum(p.numel() for pn, p in group.model.named_parameters()
+                                   if "lora_" in pn and any(f".{a}." in pn or pn.endswith(f".{a}")
+                                                            for a in names)) if names else 0
+            tok = self.tokenizer(n)
+            if getattr(group.model, "generation_config", None) is not None and \
+                    group.model.generation_config.pad_token_id is None:
+                group.model.generation_config.pad_token_id = tok.pad_token_id
+        return group
+
+    def activate(self, name: str):
+        """Make ``name``'s adapters (and only those) active on its shared model; return the model."""
+        g = self._group(name)
+        names = g.names.get(name, [])
+        if g.peft is not None and g.active != name:
+            tuner = g.peft.base_model
+            if not names:
+                tuner._enable_adapter_layers(False)
+            else:
+                tuner._enable_adapter_layers(True)
+                tuner.set_adapter(names if len(names) > 1 else names[0], inference_mode=True)
+        g.active = name
+        return g.model
+
+    def active_adapters(self, name: str) -> list[str]:
+        """What the LoRA layers of ``name``'s model really have active now ([] = base)."""
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        g = self._group(name)
+        seen: set[tuple] = set()
+        for m in g.model.modules():
+            if isinstance(m, BaseTunerLayer):
+                seen.add(() if m.disable_adapters else tuple(sorted(m.active_adapters)))
+        if len(seen) > 1:
+            raise RuntimeError(f"adapter layers disagree about what is active: {seen}")
+        return list(next(iter(seen), ()))
+
+    def check_active(self, name: str) -> None:
+        want = sorted(self._group(name).names.get(name, []))
+        got = self.active_adapters(name)
+        if got != want:
+            raise RuntimeError(f"model {name}: active adapters {got} != expected {want}")
+
+    def format(self, name: str, override: str | None = None, base_dir: str | Path | None = None):
+        """The one decision of how ``name`` is prompted: ``override`` (a task's prompt_format,
+        relative paths from ``base_dir``), else the model's configured format (relative paths
+        were made absolute from the config file), else the tokenizer's chat template when it has
+        one, else alpaca. The model's own format is recorded for run.json / ``harness models``."""
+        from harness.models.prompts import default_format, get_format
+
+        r = self.resolved[name]
+        tok = self.tokenizer(name)
+        spec = override or r.prompt_format or default_format(bool(getattr(tok, "chat_template", None)))
+        key = (spec, str(base_dir) if override else None)
+        if key not in self._formats.setdefault(name, {}):
+            fmt = get_format(spec, tok, base_dir=base_dir if override else None)
+            self._formats[name][key] = fmt
+        fmt = self._formats[name][key]
+        if not override:
+            r.format_name, r.template_hash = fmt.name, fmt.template_hash
+        return fmt
+
+    def system_prompt(self, name: str) -> str | None:
+        return self.resolved[name].system_prompt
+
+    def engine(self, name: str, batch_size: int | str | None = None):
+        """The Engine for ``name``; every call on it first activates ``name``'s adapters."""
+        if name not in self._engines:
+            from harness.backends.hf import HFEngine
+
+            model = self.activate(name)
+            self._engines[name] = HFEngine(model, self.tokenizer(name), self._device[name],
+                                           batch_size=batch_size or self.batch_size,
+                                           before=lambda n=name: self.activate(n))
+        return self._engines[name]
+
+    def model_and_tokenizer(self, name: str):
+        """(model, tokenizer) with ``name`` active, for lm-eval's HFLM(pretrained=model, tokenizer=tok).
+        The model is the plain transformers model with LoRA layers injected; activation is a
+        state of those layers, so call this again (or ``activate``) before each model's lm-eval run."""
+        model = self.activate(name)
+        self.check_active(name)
+        return model, self.tokenizer(name)
+
+    def describe(self, name: str) -> dict[str, Any]:
+        if name in self.resolved:
+            self.format(name)
+            return self.resolved[name].describe()
+        raise HarnessError(f"model {name!r} is not in this pool")
+
+    def param_count(self, name: str) -> int:
+        self._group(name)
+        return int(self.resolved[name].params or 0)
+
+    def release(self, name: str) -> None:
+        """Free the loaded root that ``name`` uses (and every engine on it)."""
+        key = self._group_of.get(name) or self._key(name)
+        self._groups.pop(key, None)
+        for n in [n for n, k in self._group_of.items() if k == key]:
+            self._group_of.pop(n, None)
+            self._engines.pop(n, None)
+        import gc
+
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:  # pragma: no cover
+            pass
+
+
+def _peft_load(PeftModel, model, folder: str, adapter_name: str, owner: str):
+    try:
+        return PeftModel.from_pretrained(model, folder, adapter_name=adapter_name, is_trainable=False)
+    except Exception as err:  # noqa: BLE001
+        raise HarnessError(f"models.{owner}: could not load adapter {folder}: {str(err).splitlines()[0]}",
+                           fix="Check that the adapter was trained on this base (or set `base:`).") from None
+
