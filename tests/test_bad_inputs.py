@@ -51,6 +51,19 @@ class Project:
                                                                "vocab_size": 1000}))
         return self.root / rel
 
+    def lora_header(self, rel: str, shapes: dict[str, list[int]]) -> None:
+        """An adapter_model.safetensors whose header declares these LoRA shapes (data left out:
+        the fit check reads only the header)."""
+        import struct
+
+        header, offset = {}, 0
+        for name, shape in shapes.items():
+            size = 4 * shape[0] * shape[1]
+            header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + size]}
+            offset += size
+        blob = json.dumps(header).encode()
+        self.write(f"{rel}/adapter_model.safetensors", struct.pack("<Q", len(blob)) + blob)
+
     def fake_adapter(self, rel: str, base: str | None, **cfg) -> Path:
         self.write(f"{rel}/adapter_config.json", json.dumps({"peft_type": "LORA", "base_model_name_or_path": base,
                                                              "r": 8, **cfg}))
@@ -275,6 +288,19 @@ def case_adapter_with_no_usable_base(p):
 
 
 @case
+def case_adapter_base_is_an_offline_hub_id_the_zoo_ships(p):
+    p.fake_adapter("a/x", "HuggingFaceTB/SmolLM2-135M-Instruct")
+    p.config_text("  m: {adapter: a/x}\n")
+    return _run(p), ["no usable base", "'HuggingFaceTB/SmolLM2-135M-Instruct'", "`base: zoo:smollm2-135m-instruct`"]
+
+
+@case
+def case_model_path_is_an_offline_hub_id_the_zoo_ships(p):
+    p.config_text("  m: {path: HuggingFaceTB/SmolLM2-135M-Instruct}\n")
+    return _run(p), ["hub is offline", "`zoo:smollm2-135m-instruct`"]
+
+
+@case
 def case_adapter_given_as_path(p):
     p.fake_adapter("a/x", None)
     p.config_text("  m: {path: a/x}\n")
@@ -285,6 +311,29 @@ def case_adapter_given_as_path(p):
 def case_unknown_zoo_model(p):
     p.config_text("  m: {path: 'zoo:no-such-model'}\n")
     return _run(p), ["no-such-model"]
+
+
+def _lora(layer: int, width: int, r: int = 8) -> dict[str, list[int]]:
+    pre = f"base_model.model.model.layers.{layer}.self_attn.q_proj"
+    return {f"{pre}.lora_A.weight": [r, width], f"{pre}.lora_B.weight": [width, r]}
+
+
+@case
+def case_adapter_trained_on_a_wider_model(p):
+    p.fake_model()  # hidden 64
+    p.fake_adapter("a/x", None)
+    p.lora_header("a/x", _lora(0, 576))
+    p.config_text("  m: {adapter: a/x, base: m/base}\n")
+    return _run(p), ["models.m", "does not fit the base", "576", "hidden size is 64", "`base:`"]
+
+
+@case
+def case_adapter_trained_on_a_deeper_model(p):
+    p.fake_model(config={"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2, "vocab_size": 1000})
+    p.fake_adapter("a/x", None)
+    p.lora_header("a/x", {**_lora(0, 64), **_lora(5, 64)})
+    p.config_text("  m: {adapter: a/x, base: m/base}\n")
+    return _run(p), ["does not fit the base", "layer 5", "2 layers"]
 
 
 # ---------------------------------------------------------------- tasks and their data

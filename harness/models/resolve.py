@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.models.compat import check_adapter_fits
 from harness.models.prompts import default_format
 
 log = logging.getLogger("harness.models")
@@ -166,9 +167,13 @@ def _hub_cached(ref: str, revision: str | None = None) -> bool:
 
 
 def offline_msg(ref: str) -> str:
+    from harness.models.zoo.registry import zoo_name_for_hub_id
+
     state = "offline" if hub_offline() else "offline/unreachable"
-    return (f"{ref!r} is not a local folder and the Hugging Face hub is {state}: "
-            "download it first or give a local path")
+    zoo = zoo_name_for_hub_id(ref)
+    hint = (f"; the zoo ships this checkpoint offline: use `zoo:{zoo}` (e.g. `base: zoo:{zoo}`)" if zoo
+            else "; download it first or give a local path")
+    return f"{ref!r} is not a local folder and the Hugging Face hub is {state}{hint}"
 
 
 def _is_adapter_dir(p: Path) -> bool:
@@ -267,10 +272,17 @@ class _Resolver:
                 except HarnessError:
                     usable = None
             if usable is None:
+                from harness.models.zoo.registry import zoo_name_for_hub_id
+
+                zoo = zoo_name_for_hub_id(str(recorded or ""))
+                suggestion = f"`base: zoo:{zoo}` (the zoo's offline copy of {recorded})" if zoo \
+                    else "`base: <model name or path>`"
                 raise HarnessError(
                     f"{owner}: adapter {shown or folder} has no usable base (adapter_config.json "
-                    f"base_model_name_or_path = {recorded!r}): add `base: <model name or path>` to {owner}")
+                    f"base_model_name_or_path = {recorded!r}): add {suggestion} to {owner}")
             r = usable
+        if not r.gguf_file:
+            check_adapter_fits(folder, r.root, owner)
         self._check_fingerprint(folder, r, owner)
         return _Ref(r.root, r.gguf_file, r.adapters + [str(folder)], r.chain + [label], folder)
 

@@ -44,6 +44,7 @@ class ZooEntry:
     license: str
     num_layers: int | None = None  # recommended BERTScore layer (encoders)
     languages: tuple[str, ...] = ()
+    hub_ids: tuple[str, ...] = ()  # the hub checkpoints this is (a converted copy of), for offline hints
 
 
 ZOO: dict[str, ZooEntry] = {
@@ -63,6 +64,7 @@ ZOO: dict[str, ZooEntry] = {
             "dequantized from the package's Q4_1 GGUF to a bf16 folder; English-centric",
             license="Apache-2.0",
             languages=("en",),
+            hub_ids=("HuggingFaceTB/SmolLM2-135M-Instruct",),
         ),
         ZooEntry(
             name="minilm-l6",
@@ -77,6 +79,7 @@ ZOO: dict[str, ZooEntry] = {
             license="Apache-2.0 (model), MIT (package)",
             num_layers=6,
             languages=("en",),
+            hub_ids=("sentence-transformers/all-MiniLM-L6-v2",),
         ),
         ZooEntry(
             name="multilingual-e5-small",
@@ -91,6 +94,7 @@ ZOO: dict[str, ZooEntry] = {
             license="MIT",
             num_layers=9,
             languages=("multi",),
+            hub_ids=("intfloat/multilingual-e5-small",),
         ),
     ]
 }
@@ -301,3 +305,9 @@ def _sha256(path: Path) -> str:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
     return h.hexdigest()
+
+
+def zoo_name_for_hub_id(ref: str) -> str | None:
+    """The zoo model that is (a converted copy of) the hub checkpoint ``ref``, if any."""
+    low = ref.strip().lower()
+    return next((e.name for e in ZOO.values() if low in (h.lower() for h in e.hub_ids)), None)
