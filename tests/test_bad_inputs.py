@@ -472,6 +472,55 @@ def case_judge_server_down(p):
     return _run(p), ["Ollama is not reachable"]
 
 
+class _HtmlServer:
+    """A web server that is not Ollama: every path answers an HTML page with HTTP 200 (started
+    once, on first use, for the whole test session; a daemon thread)."""
+
+    url: str | None = None
+
+    def start(self) -> str:
+        if self.url:
+            return self.url
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Page(BaseHTTPRequestHandler):
+            def _page(self):
+                body = b"<!doctype html><html><body>It works!</body></html>"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _page
+
+            def log_message(self, *args):
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{server.server_address[1]}"
+        return self.url
+
+
+_HTML = _HtmlServer()
+
+
+@case
+def case_ollama_host_is_a_web_page(p):
+    url = _HTML.start()
+    p.config_text(extra=f"judge: {{backend: 'ollama:llama3', host: '{url}'}}\n")
+    return _run(p), ["not Ollama's JSON", "OLLAMA_HOST", "--judge none"]
+
+
+@case
+def case_openai_base_url_is_a_web_page(p):
+    url = _HTML.start()
+    p.config_text(extra=f"judge: {{backend: 'openai:gpt-4o-mini', base_url: '{url}/v1', api_key: x}}\n")
+    return _run(p), ["not an OpenAI-compatible API", "OPENAI_BASE_URL"]
+
+
 @case
 def case_unknown_judge(p):
     p.config_text(extra="judge: {backend: 'ollama:llama3', judges: [no-such-judge]}\n")

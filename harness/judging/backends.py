@@ -131,6 +131,11 @@ class OllamaBackend:
                 f"Ollama at {self.host} answered HTTP {e.status_code} to /api/tags ({str(e.error)[:120]}): "
                 f"is this an Ollama server? Fix the host, or pass --judge none"
             ) from None
+        except ValueError as e:  # JSONDecodeError / a validation error: some other server (a web page?)
+            raise HarnessError(
+                f"the server at {self.host} answered /api/tags with something that is not Ollama's JSON "
+                f"({type(e).__name__}): is OLLAMA_HOST / judge.host right? Fix the host, or pass --judge none"
+            ) from None
         names = {m.model for m in listing.models if m.model}
         if not _ollama_has(names, self.model):
             have = ", ".join(sorted(names)[:8]) or "none"
@@ -176,6 +181,9 @@ class OllamaBackend:
             ) from None
         except httpx.TransportError as e:  # dropped connection, protocol error
             raise TransientJudgeError(f"Ollama connection failed: {type(e).__name__}: {e}") from None
+        except ValueError as e:  # not Ollama's JSON
+            raise JudgeRequestError(f"Ollama at {self.host} answered with something that is not its JSON "
+                                    f"({type(e).__name__})") from None
         return resp.message.content or ""
 
 
@@ -263,6 +271,11 @@ class OpenAIBackend:
             raise HarnessError(
                 f"the OpenAI-compatible server at {self.base_url} answered HTTP {e.status_code} to "
                 f"/models: check OPENAI_BASE_URL, or pass --judge none"
+            ) from None
+        except (openai.APIError, ValueError, AttributeError) as e:  # a 200 that is not the API's JSON
+            raise HarnessError(
+                f"the server at {self.base_url} answered /models with something that is not an "
+                f"OpenAI-compatible API ({type(e).__name__}): check OPENAI_BASE_URL, or pass --judge none"
             ) from None
         if ids and self.model not in ids:
             have = ", ".join(sorted(ids)[:8])
