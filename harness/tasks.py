@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from harness.errors import HarnessError
 from harness.io import read_jsonl_located, read_text, read_yaml
 from harness.metrics.lexical import detect_lang
+from harness.metrics.registry import metric_options
 from harness.records import Sample
 
 REPO_TASKS = Path(__file__).resolve().parent.parent / "tasks"
@@ -132,12 +133,15 @@ def _load_ref(ref: str, extra: list[Path] | None, depth: int) -> list[TaskSpec]:
             tasks.extend(_load_ref(str(m), [path.parent] + list(extra or []), depth + 1))
         return tasks
     try:
-        return [TaskSpec.model_validate({**data, "source": str(path)})]
+        task = TaskSpec.model_validate({**data, "source": str(path)})
     except ValidationError as err:
         first = err.errors()[0]
         loc = ".".join(str(x) for x in first["loc"])
         msg = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]
         raise HarnessError(f"{path}: field '{loc}': {msg}", fix="See tasks/README.md for the task format.") from None
+    for name in task.metrics:  # the registry the generate stage scores with: unknown names and options
+        metric_options(name, task.metric_options, where=str(path))
+    return [task]
 
 
 # ---------------------------------------------------------------- data files
