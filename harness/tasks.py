@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from harness.errors import HarnessError
 from harness.io import read_jsonl_located, read_text, read_yaml
 from harness.metrics.lexical import detect_lang
+from harness.metrics.registry import metric_options
 from harness.records import Sample
 
 REPO_TASKS = Path(__file__).resolve().parent.parent / "tasks"
@@ -173,13 +174,16 @@ def _load_ref(ref: str, extra: list[Path] | None, depth: int) -> list[TaskSpec]:
             tasks.extend(_load_ref(str(m), [path.parent] + list(extra or []), depth + 1))
         return tasks
     try:
-        return [TaskSpec.model_validate({**data, "source": str(path)})]
+        task = TaskSpec.model_validate({**data, "source": str(path)})
     except ValidationError as err:
         from harness.config import format_validation_error, yaml_key_lines
 
         lines = yaml_key_lines(path.read_text(encoding="utf-8"))
         raise HarnessError(format_validation_error(err, str(path), lines, _task_schema_at),
                            fix="See tasks/README.md for the task format.") from None
+    for name in task.metrics:  # the registry the generate stage scores with: unknown names and options
+        metric_options(name, task.metric_options, where=str(path))
+    return [task]
 
 
 def _task_schema_at(loc: tuple) -> type[BaseModel] | None:

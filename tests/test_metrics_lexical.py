@@ -156,3 +156,24 @@ def test_bleu_unknown_tokenizer_is_user_error():
 def test_empty_inputs():
     assert lexical.bleu([], [], "en")["score"] is None
     assert lexical.rouge([], [], "en") == {"rouge1": [], "rouge2": [], "rougeL": []}
+
+
+def test_corpus_score_is_the_corpus_part_of_bleu_and_chrf():
+    preds = EN_PREDS[:2] + ["the park is green", "she sings a song"]
+    refs = EN_REFS[:2] + ["the park is very green", "he sings songs"]
+    keys = ("score", "ci", "n", "signature")
+    b = lexical.bleu(preds, refs, "en", n_resamples=100, seed=3)
+    cs = lexical.corpus_score("bleu", preds, refs, lang="en", n_resamples=100, seed=3)
+    assert {k: cs[k] for k in keys} == {k: b[k] for k in keys} and cs["tokenize"] == b["tokenize"] == "13a"
+    assert len(cs["stats"]) == len(preds)
+    assert cs["score_fn"]([sum(col) for col in zip(*cs["stats"])]) == pytest.approx(cs["score"], abs=1e-9)
+    c = lexical.chrf(preds, refs, n_resamples=100, seed=3)
+    cc = lexical.corpus_score("chrf", preds, refs, n_resamples=100, seed=3)
+    assert {k: cc[k] for k in keys} == {k: c[k] for k in keys} and "tokenize" not in cc
+    assert lexical.corpus_score("bleu", [KO_PRED], [KO_REF], lang="ko", n_resamples=0)["tokenize"] == "ko-mecab"
+    empty = lexical.corpus_score("chrf", [], [])
+    assert (empty["score"], empty["ci"], empty["n"], empty["stats"]) == (None, None, 0, [])
+    with pytest.raises(HarnessError, match="no corpus score for metric 'rouge'"):
+        lexical.corpus_score("rouge", ["a"], ["a"])
+    with pytest.raises(HarnessError, match="1 predictions but 2 references"):
+        lexical.corpus_score("bleu", ["a"], ["a", "b"])

@@ -104,8 +104,8 @@ def test_errors(minilm_path, tmp_path):
     }
 
 
-def test_score_samples_bertscore_groups_by_language(monkeypatch, minilm_path):
-    from harness.metrics import score_samples
+def test_score_per_sample_bertscore_groups_by_language(monkeypatch, minilm_path):
+    from harness.metrics import score_per_sample
 
     fake = types.ModuleType("harness.models.zoo")
     fake.default_encoder = lambda lang: "minilm-l6" if lang == "en" else "multilingual-e5-small"
@@ -114,7 +114,7 @@ def test_score_samples_bertscore_groups_by_language(monkeypatch, minilm_path):
     monkeypatch.setitem(sys.modules, "harness.models.zoo", fake)
     preds = [CANDS[0], None, "자동차가 번개처럼 빠릅니다.", CANDS[1]]
     refs = [REFS[0], REFS[1], "자동차가 총알처럼 빠릅니다.", REFS[1]]
-    per, corpus = score_samples(
+    per = score_per_sample(
         ["bertscore"], preds, refs, ["en", "en", "ko", "en"], options={"bertscore": {"device": "cpu"}}
     )
     en = semantic.bertscore([preds[0], preds[3]], [refs[0], refs[3]], minilm_path, 6, device="cpu")
@@ -122,8 +122,8 @@ def test_score_samples_bertscore_groups_by_language(monkeypatch, minilm_path):
     assert per["bertscore_f1"] == pytest.approx(
         [en["bertscore_f1"][0], None, ko["bertscore_f1"][0], en["bertscore_f1"][1]]
     )
-    assert corpus == {}
-    explicit, _ = score_samples(
+    assert set(per) == {"bertscore_p", "bertscore_r", "bertscore_f1"}  # no corpus score
+    explicit = score_per_sample(
         ["bertscore"],
         preds,
         refs,

@@ -120,6 +120,20 @@ def test_bad_task_files(tmp_path):
     assert "field 'suite' must be a non-empty list" in _err(load_tasks, [str(p)])
 
 
+def test_task_metrics_and_options_are_checked_against_the_metric_registry(tmp_path):
+    p = _task(tmp_path, "m1", "data: a.jsonl\nmetrics: [rouge, bleurt]\n")
+    msg = _err(load_tasks, [str(p)])
+    assert f"{p}: unknown metric 'bleurt'" in msg and "Use one of: rouge, bleu, chrf" in msg
+    p = _task(tmp_path, "m2", "data: a.jsonl\nmetrics: [rouge]\nmetric_options: {rouge: {tokeniser: kiwi}}\n")
+    msg = _err(load_tasks, [str(p)])
+    assert f"{p}: unknown option(s) tokeniser for metric 'rouge'" in msg and "Allowed: tokenizer, use_stemmer" in msg
+    p = _task(tmp_path, "m3", "data: a.jsonl\nmetrics: [regex]\nmetric_options: {regex: '.*'}\n")
+    assert "options for metric 'regex' must be a mapping" in _err(load_tasks, [str(p)])
+    ok = _one(tmp_path, "m4", "data: a.jsonl\nmetrics: [rouge, regex]\n"
+                              "metric_options: {rouge: {tokenizer: kiwi}, regex: {pattern: x, normalize_whitespace: true}}\n")
+    assert ok.metric_options["rouge"] == {"tokenizer": "kiwi"}
+
+
 # ------------------------------------------------------------------ fields, formats, filters
 
 

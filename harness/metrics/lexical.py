@@ -5,6 +5,10 @@ Korean pair would score 0. ``rouge_tokenizer`` supplies tokenizers that work for
 (kiwipiepy morphemes, characters, whitespace); ``"auto"`` picks kiwi for Korean and the
 default (Porter-stemmed) tokenizer for English. BLEU/chrF come from ``sacrebleu``; Korean
 BLEU uses its ``ko-mecab`` tokenizer (``sacrebleu[ko]``).
+
+The task metrics ``rouge``, ``bleu`` and ``chrf`` are the ``@metric`` functions here; they write
+per-sample values (sentence BLEU/chrF for the corpus metrics). ``corpus_score`` is the score
+stage's corpus BLEU/chrF with its interval and the statistics its paired tests resample.
 """
 
 from __future__ import annotations
@@ -12,9 +16,11 @@ from __future__ import annotations
 import functools
 import re
 import threading
+from collections import Counter
 from collections.abc import Sequence
 
 from harness.errors import HarnessError
+from harness.metrics.registry import HIGHER, Answers, metric
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 ROUGE_TOKENIZERS = ("auto", "kiwi", "default", "char", "whitespace")
@@ -179,6 +185,24 @@ def rouge(
     return out
 
 
+@metric(
+    "rouge",
+    description="ROUGE-1/2/L F1 per sample (rouge-score); Korean tokenized by kiwipiepy morphemes",
+    outputs={"rouge1": HIGHER, "rouge2": HIGHER, "rougeL": HIGHER},
+    options={
+        "tokenizer": "auto | kiwi | default | char | whitespace (default auto)",
+        "use_stemmer": "Porter stemmer for the default tokenizer (default true)",
+    },
+)
+def rouge_metric(answers: Answers, *, tokenizer: str = "auto", use_stemmer: bool = True) -> dict[str, list[float]]:
+    """``rouge`` over a task's answers, each in its own language."""
+    return rouge(answers.predictions, answers.references, answers.langs, tokenizer=tokenizer,
+                 use_stemmer=use_stemmer)
+
+
+# ---------------------------------------------------------------- BLEU and chrF (sacrebleu)
+
+
 def bleu_tokenize_for(lang: str | None) -> str:
     """The sacrebleu tokenizer used for BLEU in ``lang``: ``ko-mecab`` for Korean, ``13a`` else."""
     return BLEU_TOKENIZE.get(lang or "en", "13a")
@@ -201,30 +225,56 @@ def _bleu_metric(tokenize: str, effective_order: bool = False):
         ) from e
 
 
-def _ci_dict(interval) -> list[float] | None:
-    ci = interval.as_ci()
-    return list(ci) if ci is not None else None
+def _chrf_metric(char_order: int = 6, word_order: int = 0):
+    from sacrebleu.metrics import CHRF
+
+    return CHRF(char_order=char_order, word_order=word_order)
 
 
-def _corpus_score(metric, sent_metric, preds: list[str], refs: list[str], n_resamples: int, seed: int):
-    """(corpus score, sentence scores, bootstrap CI) for a sacrebleu metric; the interval
-    resamples items and recomputes the corpus score from summed sufficient statistics."""
-    score = float(metric.corpus_score(preds, [refs]).score)
-    sentence = [float(sent_metric.sentence_score(p, [r]).score) for p, r in zip(preds, refs)]
+def _majority(langs: Sequence[str]) -> str | None:
+    return Counter(langs).most_common(1)[0][0] if langs else None
+
+
+def _sentence_scores(metric, preds: Sequence[str], refs: Sequence[str]) -> list[float]:
+    return [float(metric.sentence_score(p, [r]).score) for p, r in zip(preds, refs)]
+
+
+def _corpus(metric, preds: list[str], refs: list[str], n_resamples: int, seed: int) -> dict:
+    """Corpus score of a sacrebleu metric, its bootstrap interval (resampling items and
+    recomputing the score from summed sufficient statistics; none when ``n_resamples`` is 0),
+    and the per-item statistics + ``score_fn`` that paired corpus tests resample."""
+
+    def score_fn(row) -> float:
+        return float(metric._compute_score_from_stats([int(x) for x in row]).score)
+
+    if not preds:
+        return {"score": None, "ci": None, "n": 0, "signature": None, "stats": [], "score_fn": score_fn}
+    stats = metric._extract_corpus_statistics(preds, [refs])
+    score = float(metric._aggregate_and_compute(stats).score)  # what metric.corpus_score computes
     ci = None
     if n_resamples > 0:
         from harness.metrics.stats import bootstrap_sufficient
 
-        stats = metric._extract_corpus_statistics(preds, [refs])
-        ci = _ci_dict(
-            bootstrap_sufficient(
-                stats,
-                lambda row: metric._compute_score_from_stats([int(x) for x in row]).score,
-                n_resamples=n_resamples,
-                seed=seed,
-            )
-        )
-    return score, sentence, ci
+        interval = bootstrap_sufficient(stats, score_fn, n_resamples=n_resamples, seed=seed).as_ci()
+        ci = list(interval) if interval is not None else None
+    return {"score": score, "ci": ci, "n": len(preds), "signature": str(metric.get_signature()),
+            "stats": stats, "score_fn": score_fn}
+
+
+def corpus_score(kind: str, predictions: Sequence[str], references: Sequence[str], lang: str | None = "en",
+                 tokenize: str | None = None, n_resamples: int = 1000, seed: int = 0) -> dict:
+    """Corpus BLEU (tokenizer from ``tokenize`` or ``lang``) or chrF (default orders), 0-100:
+    ``{"score", "ci", "n", "signature", "stats", "score_fn"}`` (+ ``"tokenize"`` for BLEU), where
+    ``stats`` are the per-item sufficient statistics and ``score_fn`` turns their column sums
+    into the corpus score (``stats.paired_bootstrap_sufficient`` resamples them)."""
+    _check_lengths(predictions, references, kind)
+    if kind == "bleu":
+        tok = tokenize or bleu_tokenize_for(lang)
+        return {**_corpus(_bleu_metric(tok), list(predictions), list(references), n_resamples, seed),
+                "tokenize": tok}
+    if kind == "chrf":
+        return _corpus(_chrf_metric(), list(predictions), list(references), n_resamples, seed)
+    raise HarnessError(f"no corpus score for metric {kind!r}", fix="Use bleu or chrf.")
 
 
 def bleu(
@@ -248,17 +298,9 @@ def bleu(
     metric = _bleu_metric(tok)
     sent_metric = _bleu_metric(tok, effective_order=True)
     preds, refs = list(predictions), list(references)
-    if not preds:
-        return {"score": None, "ci": None, "n": 0, "tokenize": tok, "signature": None, "sentence": []}
-    score, sentence, ci = _corpus_score(metric, sent_metric, preds, refs, n_resamples, seed)
-    return {
-        "score": score,
-        "ci": ci,
-        "n": len(preds),
-        "tokenize": tok,
-        "signature": str(metric.get_signature()),
-        "sentence": sentence,
-    }
+    res = _corpus(metric, preds, refs, n_resamples, seed)
+    return {"score": res["score"], "ci": res["ci"], "n": res["n"], "tokenize": tok, "signature": res["signature"],
+            "sentence": _sentence_scores(sent_metric, preds, refs)}
 
 
 def chrf(
@@ -273,21 +315,12 @@ def chrf(
     interval, plus sentence chrF per sample. chrF needs no tokenizer, so it is language-neutral.
     Returns ``{"score", "ci", "n", "signature", "sentence": [...]}``.
     """
-    from sacrebleu.metrics import CHRF
-
     _check_lengths(predictions, references, "chrf")
-    metric = CHRF(char_order=char_order, word_order=word_order)
+    metric = _chrf_metric(char_order, word_order)
     preds, refs = list(predictions), list(references)
-    if not preds:
-        return {"score": None, "ci": None, "n": 0, "signature": None, "sentence": []}
-    score, sentence, ci = _corpus_score(metric, metric, preds, refs, n_resamples, seed)
-    return {
-        "score": score,
-        "ci": ci,
-        "n": len(preds),
-        "signature": str(metric.get_signature()),
-        "sentence": sentence,
-    }
+    res = _corpus(metric, preds, refs, n_resamples, seed)
+    return {"score": res["score"], "ci": res["ci"], "n": res["n"], "signature": res["signature"],
+            "sentence": _sentence_scores(metric, preds, refs)}
 
 
 def corpus_statistics(kind: str, predictions: Sequence[str], references: Sequence[str],
@@ -295,18 +328,33 @@ def corpus_statistics(kind: str, predictions: Sequence[str], references: Sequenc
     """Per-item additive sufficient statistics of corpus BLEU or chrF and the function that
     turns their column sums into the corpus score: ``(stats: list[list[int]], score_fn)``.
     Paired corpus tests resample these rows (``stats.paired_bootstrap_sufficient``)."""
-    _check_lengths(predictions, references, kind)
-    if kind == "bleu":
-        metric = _bleu_metric(tokenize or bleu_tokenize_for(lang))
-    elif kind == "chrf":
-        from sacrebleu.metrics import CHRF
+    res = corpus_score(kind, predictions, references, lang=lang, tokenize=tokenize, n_resamples=0)
+    return res["stats"], res["score_fn"]
 
-        metric = CHRF()
-    else:
-        raise HarnessError(f"no corpus statistics for metric {kind!r}", fix="Use bleu or chrf.")
-    stats = metric._extract_corpus_statistics(list(predictions), [list(references)])
 
-    def score_fn(row) -> float:
-        return float(metric._compute_score_from_stats([int(x) for x in row]).score)
+@metric(
+    "bleu",
+    kind="corpus",
+    description="corpus BLEU 0-100 (sacrebleu; ko-mecab for Korean, 13a otherwise) + sentence BLEU per sample",
+    outputs={"bleu_sent": HIGHER},
+    options={"tokenize": "sacrebleu tokenizer, overrides the language default"},
+)
+def bleu_metric(answers: Answers, *, tokenize: str | None = None) -> dict[str, list[float]]:
+    """Sentence BLEU per sample with the tokenizer of the task's majority language; corpus BLEU
+    and its interval are the score stage's (``corpus_score``)."""
+    tok = tokenize or bleu_tokenize_for(_majority(answers.langs))
+    sent_metric = _bleu_metric(tok, effective_order=True)
+    return {"bleu_sent": _sentence_scores(sent_metric, answers.predictions, answers.references)}
 
-    return stats, score_fn
+
+@metric(
+    "chrf",
+    kind="corpus",
+    description="corpus chrF 0-100 (sacrebleu, language-neutral) + sentence chrF per sample",
+    outputs={"chrf_sent": HIGHER},
+    options={"char_order": "default 6", "word_order": "default 0 (2 = chrF++)"},
+)
+def chrf_metric(answers: Answers, *, char_order: int = 6, word_order: int = 0) -> dict[str, list[float]]:
+    """Sentence chrF per sample; corpus chrF and its interval are the score stage's."""
+    metric = _chrf_metric(char_order, word_order)
+    return {"chrf_sent": _sentence_scores(metric, answers.predictions, answers.references)}

@@ -10,7 +10,21 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from harness.metrics.registry import LOWER, Answers, metric
 from harness.records import MetricValue
+
+
+@metric(
+    "perplexity",
+    kind="corpus",
+    description="token-weighted perplexity of the reference under the model (computed by the Engine)",
+    outputs={"perplexity": LOWER, "bits_per_byte": LOWER},
+)
+def perplexity_metric(answers: Answers) -> dict[str, list[float | None]]:
+    """Nothing to compute from the answers' text: the generate stage stores each sample's summed
+    reference NLL, token and byte counts from the Engine (``nll``, ``nll_tokens``, ``nll_bytes``),
+    and the score stage turns them into corpus perplexity and bits per byte with intervals."""
+    return {}
 
 
 def perplexity(nll_sum: float, n_tokens: int) -> float | None:

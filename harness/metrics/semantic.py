@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.metrics.registry import HIGHER, Answers, metric
 
 _SANE_MAX_LENGTH = 512
 _CACHE: dict[tuple[str, int, str], object] = {}
@@ -156,4 +157,44 @@ def bertscore(
     for key, vals in (("bertscore_p", p), ("bertscore_r", r), ("bertscore_f1", f)):
         for i, v in zip(keep, vals.tolist()):
             out[key][i] = float(v)
+    return out
+
+
+@metric(
+    "bertscore",
+    description="BERTScore precision/recall/F1 per sample with a local, hub or zoo encoder",
+    outputs={"bertscore_p": HIGHER, "bertscore_r": HIGHER, "bertscore_f1": HIGHER},
+    options={
+        "model": "encoder path, hub id or zoo:NAME (default: zoo encoder for the language)",
+        "num_layers": "layer used (default: the zoo's recommendation)",
+        "batch_size": "default 32",
+        "device": "cpu | cuda (default: cuda when available)",
+    },
+)
+def bertscore_metric(
+    answers: Answers,
+    *,
+    model: str | None = None,
+    num_layers: int | None = None,
+    batch_size: int = 32,
+    device: str | None = None,
+) -> dict[str, list[float | None]]:
+    """``bertscore`` over a task's answers: with ``model`` for every sample, otherwise each
+    sample with the zoo encoder for its language (``zoo.default_encoder``)."""
+    preds, refs = answers.predictions, answers.references
+    out: dict[str, list[float | None]] = {k: [None] * len(preds) for k in ("bertscore_p", "bertscore_r", "bertscore_f1")}
+    if model:
+        groups = {model: list(range(len(preds)))}
+    else:
+        from harness.models.zoo import default_encoder
+
+        groups = {}
+        for k, lang in enumerate(answers.langs):
+            groups.setdefault("zoo:" + default_encoder(lang), []).append(k)
+    for encoder, ks in groups.items():
+        scores = bertscore([preds[k] for k in ks], [refs[k] for k in ks], encoder, num_layers,
+                           batch_size=batch_size, device=device)
+        for key, vals in scores.items():
+            for k, v in zip(ks, vals):
+                out[key][k] = v
     return out

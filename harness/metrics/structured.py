@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.metrics.registry import HIGHER, LOWER, NEUTRAL, Answers, metric
 
 _WS = re.compile(r"\s+")
 _PUNCT = set(string.punctuation) | {"。", "、", "「", "」", "『", "』", "…", "·", "“", "”", "‘", "’"}
@@ -290,3 +291,79 @@ def length_stats(
         _check_lengths(predictions, n_tokens, "length")
         out["length_tokens"] = [None if t is None else float(t) for t in n_tokens]
     return out
+
+
+# ---------------------------------------------------------------- the registered metrics
+
+_NORMALIZE_OPTIONS = {
+    "ignore_case": "default true",
+    "normalize_whitespace": "default true",
+    "strip_punctuation": "default false",
+}
+
+
+@metric(
+    "exact_match",
+    description="1 when the normalised answer equals the reference",
+    outputs={"exact_match": HIGHER},
+    binary=("exact_match",),
+    options=_NORMALIZE_OPTIONS,
+)
+def exact_match_metric(answers: Answers, *, ignore_case: bool = True, normalize_whitespace: bool = True,
+                       strip_punctuation: bool = False) -> dict[str, list[float]]:
+    return {"exact_match": exact_match(answers.predictions, answers.references, ignore_case=ignore_case,
+                                       normalize_whitespace=normalize_whitespace,
+                                       strip_punctuation=strip_punctuation)}
+
+
+@metric(
+    "contains",
+    description="1 when the normalised reference occurs in the answer",
+    outputs={"contains": HIGHER},
+    binary=("contains",),
+    options=_NORMALIZE_OPTIONS,
+)
+def contains_metric(answers: Answers, *, ignore_case: bool = True, normalize_whitespace: bool = True,
+                    strip_punctuation: bool = False) -> dict[str, list[float]]:
+    return {"contains": contains(answers.predictions, answers.references, ignore_case=ignore_case,
+                                 normalize_whitespace=normalize_whitespace, strip_punctuation=strip_punctuation)}
+
+
+@metric(
+    "regex",
+    description="1 when the pattern is found in the answer ({reference} = the escaped reference)",
+    outputs={"regex": HIGHER},
+    binary=("regex",),
+    options={"pattern": "required regular expression", "ignore_case": "default true",
+             "normalize_whitespace": "default false"},
+)
+def regex_metric(answers: Answers, *, pattern: str | None = None, ignore_case: bool = True,
+                 normalize_whitespace: bool = False) -> dict[str, list[float]]:
+    if not pattern:
+        raise HarnessError("metric 'regex' needs a pattern", fix="Add regex: {pattern: '...'} to the task.")
+    return {"regex": regex_match(answers.predictions, pattern, references=answers.references,
+                                 ignore_case=ignore_case, normalize_whitespace=normalize_whitespace)}
+
+
+@metric(
+    "json",
+    description="valid JSON object in the answer (0/1), share of reference fields answered correctly, "
+    "and json_field:<name> (0/1, None where the reference lacks the field) per field",
+    outputs={"valid_json": HIGHER, "json_field_acc": HIGHER},
+    binary=("valid_json",),
+    dynamic=("json_field:",),
+)
+def json_metric(answers: Answers) -> dict[str, list[float | None]]:
+    r = json_answer(answers.predictions, answers.references)
+    return {"valid_json": r["valid_json"], "json_field_acc": r["field_acc"],
+            **{f"json_field:{k}": v for k, v in r["fields"].items()}}
+
+
+@metric(
+    "length",
+    description="answer length in characters / words / generated tokens, and the empty-answer rate",
+    outputs={"length_chars": NEUTRAL, "length_words": NEUTRAL, "length_tokens": NEUTRAL, "empty": LOWER},
+    binary=("empty",),
+)
+def length_metric(answers: Answers) -> dict[str, list[float | None]]:
+    return length_stats(answers.predictions, answers.n_tokens)

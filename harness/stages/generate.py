@@ -51,12 +51,13 @@ def _generate_samples(engine, fmt, system: str | None, items: list[Sample], name
 
 
 def _score_per_sample(samples: list[Sample], task: TaskSpec) -> None:
-    from harness.metrics import score_samples
+    """Per-sample metric values into ``Sample.metrics``; corpus scores (BLEU, chrF, perplexity),
+    intervals and paired tests are the score stage's."""
+    from harness.metrics import score_per_sample
 
-    names = [m for m in task.metrics if m != "perplexity"]
-    if not names:
+    if not task.metrics:
         return
-    per_sample, _ = score_samples(names, [s.response for s in samples], [s.reference for s in samples],
+    per_sample = score_per_sample(task.metrics, [s.response for s in samples], [s.reference for s in samples],
                                   [s.lang for s in samples], task.metric_options,
                                   n_tokens=[s.n_tokens if s.prompt else None for s in samples])
     for metric, values in per_sample.items():

@@ -20,16 +20,16 @@ BINARY_EXTRA = {"acc", "acc_norm"}
 
 
 def direction(metric: str) -> tuple[bool | None, bool]:
-    """(higher_is_better, binary) for a per-sample output name; None: no better direction (lengths)."""
-    if metric in ("perplexity", "bits_per_byte"):
-        return False, False
+    """(higher_is_better, binary) of a per-sample output name, from the metric registry; None: no
+    better direction (lengths). A name no metric writes is aggregated as higher-is-better."""
     if metric in BINARY_EXTRA:
         return True, True
-    from harness.metrics import output_spec
+    from harness.errors import HarnessError
+    from harness.metrics.registry import output_spec
 
     try:
         _, hib, binary = output_spec(metric)
-    except Exception:  # noqa: BLE001 - an unknown output name is still aggregated
+    except HarnessError:
         return True, False
     return (None if hib is None else bool(hib)), bool(binary)
 
@@ -98,8 +98,9 @@ def task_group(per_model: dict[str, list[Sample]], seed: int = 0, n_resamples: i
 
 
 def _corpus_metrics(group, per_model, by_id, ids, seed, n_resamples) -> None:
-    """Corpus BLEU / chrF replace the mean of sentence scores; paired tests stay sentence-level."""
-    from harness.metrics.lexical import bleu, chrf, corpus_statistics
+    """Corpus BLEU / chrF replace the mean of sentence scores; paired tests stay sentence-level.
+    Computed here only: the generate stage stores the sentence scores, never a corpus score."""
+    from harness.metrics.lexical import corpus_score
 
     models = list(per_model)
     for metric, sentence in CORPUS_METRICS.items():
@@ -110,17 +111,14 @@ def _corpus_metrics(group, per_model, by_id, ids, seed, n_resamples) -> None:
             ss = [by_id[m][i] for i in ids]
             preds, refs = [s.response for s in ss], [s.reference for s in ss]
             lang = Counter(s.lang for s in ss).most_common(1)[0][0] if ss else "en"
+            res = corpus_score(metric, preds, refs, lang=lang, seed=seed, n_resamples=n_resamples)
             if metric == "bleu":
-                res = bleu(preds, refs, lang=lang, seed=seed, n_resamples=n_resamples)
                 group["info"]["bleu_tokenize"] = res["tokenize"]
-            else:
-                res = chrf(preds, refs, seed=seed, n_resamples=n_resamples)
             group["info"][f"{metric}_signature"] = res["signature"]
             mv = MetricValue(value=res["score"], ci=tuple(res["ci"]) if res["ci"] else None, n=res["n"],
                              higher_is_better=True)
             group["models"][m][metric] = mv.to_dict()
-            rows[m], score_fn = corpus_statistics(metric, preds, refs, lang=lang,
-                                                  tokenize=res.get("tokenize"))
+            rows[m], score_fn = res["stats"], res["score_fn"]
         group["paired"] += _paired_corpus(models, rows, score_fn, metric, seed, n_resamples)
 
 
