@@ -90,7 +90,7 @@ def _plan_info(cfg: HarnessConfig, plan: Plan) -> dict[str, Any]:
         "benchmarks": [b.name for b in cfg.benchmarks],
         "env": environment(Path(cfg.base_dir)),
         "judge": {"backend": plan.judge_label, "small_local": plan.judge_label.startswith("hf:"),
-                  "judges": list(cfg.judge.judges) if plan.judge_backend is not None else []},
+                  "judges": [d.name for d in plan.judges] if plan.judge_backend is not None else []},
     }
     trusted = [n for n in plan.models if cfg.models[n].trust_remote_code]
     if trusted:

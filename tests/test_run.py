@@ -371,3 +371,20 @@ def test_judge_falls_back_to_hf_when_ollama_is_down(tiny_models, tmp_path, monke
     plan = runmod.make_plan(no_fallback)
     with pytest.raises(HarnessError, match="Ollama is not reachable"):
         runmod.check_judge(plan)
+
+
+def test_resume_without_a_model_scores_only_the_planned_models(full_run, tmp_path, monkeypatch, judge_server):
+    """A run resumed under a config that drops a model keeps that model's files but does not
+    score them: scores.json describes the current plan."""
+    import shutil
+
+    config, run = full_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    again = api.run(config, resume=copy, models=["base", "sft"])
+    scores = json.loads((copy / "scores.json").read_text())
+    assert scores["models"] == ["base", "sft"] and again.units_computed == 0
+    assert set(scores["groups"]["tiny"]["models"]) == {"base", "sft"}
+    assert all(p["a"] != "dpo" and p["b"] != "dpo" for p in scores["groups"]["tiny"]["paired"])
+    assert (copy / "samples" / "dpo" / "tiny.jsonl").is_file()  # kept, not deleted

@@ -152,11 +152,26 @@ def _paired_corpus(models: list[str], rows: dict[str, list], score_fn, metric: s
     return out
 
 
+def _planned(info: dict[str, Any], key: str, name: str) -> bool:
+    """Whether the run's current plan (run.json) includes ``name`` under ``key``. A run resumed
+    under a changed config keeps files of models/tasks the new config dropped: they are not scored."""
+    names = info.get(key)
+    if key == "judges":
+        names = (info.get("judge") or {}).get("judges")
+    if names is None:  # a hand-made run directory without a plan: everything counts
+        return True
+    if key == "models_order" and "_vs_" in name:
+        return all(_planned(info, key, m) for m in name.split("_vs_"))
+    return name in names
+
+
 def _task_samples(rundir) -> dict[str, dict[str, list[Sample]]]:
-    order = rundir.run_info().get("models_order") or []
+    info = rundir.run_info()
+    order = info.get("models_order") or []
     out: dict[str, dict[str, list[Sample]]] = {}
     for model, task, _ in rundir.sample_files():
-        out.setdefault(task, {})[model] = rundir.samples(model, task)
+        if _planned(info, "models_order", model) and _planned(info, "tasks", task):
+            out.setdefault(task, {})[model] = rundir.samples(model, task)
     rank = {m: i for i, m in enumerate(order)}
     return {t: dict(sorted(d.items(), key=lambda kv: rank.get(kv[0], len(rank)))) for t, d in out.items()}
 
@@ -193,8 +208,11 @@ def _benchmark_groups(rundir, order: list[str], seed: int, n_resamples: int) -> 
         return {}
     from harness.benchmarks import BenchmarkResult, benchmark_group
 
+    info = rundir.run_info()
     by_bench: dict[str, dict[str, Any]] = {}
     for model, bench, _ in files:
+        if not (_planned(info, "models_order", model) and _planned(info, "benchmarks", bench)):
+            continue
         summary = rundir.read_json(f"benchmarks/{model}/{bench}.summary.json")
         by_bench.setdefault(bench, {})[model] = BenchmarkResult.from_dict(summary, rundir.benchmark_records(model, bench))
     rank = {m: i for i, m in enumerate(order)}
@@ -215,8 +233,12 @@ def judge_groups(rundir, order: list[str], seed: int = 0) -> dict[str, Any]:
     """scores.json groups 'judge' (pointwise) and 'judge-pairwise' from stored verdicts."""
     from harness.judging import summarize_pairwise, summarize_pointwise
 
+    info = rundir.run_info()
     pointwise, pairwise = [], []
     for judge, model, task, _ in rundir.verdict_files():
+        if not all((_planned(info, "judges", judge), _planned(info, "models_order", model),
+                    _planned(info, "tasks", task))):
+            continue
         vs = rundir.verdicts(judge, model, task)
         (pairwise if "_vs_" in model else pointwise).extend(vs)
     run_judge = rundir.run_info().get("judge", {})
