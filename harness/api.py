@@ -45,15 +45,17 @@ def _override(cfg: HarnessConfig, **changes: Any) -> HarnessConfig:
 def run(config: str | Path | HarnessConfig | None = None, *, models: list[str] | None = None,
         tasks: list[str] | None = None, benchmarks: list[str] | None = None, judge: str | None = None,
         limit: int | None = None, output_dir: str | Path | None = None, resume: str | Path | None = None,
-        quiet: bool = True, write_report: bool = True, trust_remote_code: bool | None = None):
+        quiet: bool = True, write_report: bool = True, trust_remote_code: bool | None = None,
+        gate: bool = False):
     """Evaluate models on tasks/benchmarks/judge; returns the ``RunDir``.
 
     Every input is checked before the run directory is made; a failure while running keeps the
     finished units for ``resume=``. ``trust_remote_code=True`` (or HARNESS_TRUST_REMOTE_CODE=1)
-    is the consent a model with ``trust_remote_code: true`` needs."""
+    is the consent a model with ``trust_remote_code: true`` needs. ``gate=True`` (``run --gate``)
+    also checks, before anything runs, that every baseline a max_drop gate needs exists."""
     from harness import runner as runmod
     from harness.progress import Progress
-    from harness.stages.plan import check_judge, make_plan, remote_code_consent
+    from harness.stages.plan import check_gates, check_judge, make_plan, remote_code_consent
     from harness.stages.score import score_run
 
     if resume:
@@ -66,6 +68,8 @@ def run(config: str | Path | HarnessConfig | None = None, *, models: list[str] |
     cfg = _override(cfg, tasks=tasks, benchmarks=bench, judge=judge_cfg, limit=limit)
     plan = make_plan(cfg, models, trust_remote_code=remote_code_consent(trust_remote_code))
     check_judge(plan)  # a judge server that is down fails here, before any model loads
+    check_gates(plan, with_baselines=gate,
+                output_root=Path(output_dir) if output_dir else cfg.resolve_path(cfg.output_dir))
     rundir = runmod.start_rundir(cfg, plan, str(output_dir) if output_dir else None,
                                  str(resume) if resume else None)
     try:

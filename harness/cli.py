@@ -295,7 +295,7 @@ def run(
 
     rundir = api.run(config=config, models=_split(models), tasks=_split(tasks), benchmarks=_split(benchmarks),
                      judge=judge, limit=limit, output_dir=output, resume=resume, quiet=quiet,
-                     trust_remote_code=trust_remote_code or None)
+                     trust_remote_code=trust_remote_code or None, gate=gate)
     typer.echo(f"run directory: {rundir.path}")
     typer.echo(f"report: {rundir.path / 'report.html'}")
     if gate:

@@ -557,6 +557,32 @@ def case_unknown_prompt_format(p):
     return ["models", "-c", str(p.config)], ["alpacca"]
 
 
+# ---------------------------------------------------------------- gates (checked before the run)
+
+@case
+def case_gate_rule_syntax_error(p):
+    p.config_text(extra="gates: ['mine.exact_match >>= 0.5']\n")
+    return _run(p, "--gate"), ["gates[0]", "a rule is 'SCORE OP NUMBER'"]
+
+
+@case
+def case_gate_on_a_misspelled_metric(p):
+    p.config_text(extra="gates: ['mine.exact_mach >= 0.5']\n")
+    return _run(p, "--gate"), ["unknown metric 'exact_mach'", "did you mean 'exact_match'"]
+
+
+@case
+def case_gate_on_an_unknown_model(p):
+    p.config_text(extra="gates: ['theirs.exact_match >= 0.5']\n")
+    return _run(p), ["unknown model 'theirs'"]
+
+
+@case
+def case_gate_max_drop_without_a_baseline_file(p):
+    p.config_text(extra="baseline: nosuch\ngates: [{max_drop: {exact_match: 0.1}}]\n")
+    return _run(p, "--gate"), ["nosuch"]
+
+
 # ---------------------------------------------------------------- run directories and readers
 
 @case
@@ -617,6 +643,15 @@ def test_a_task_encoding_reads_legacy_korean_files(tmp_path):
     run = next((tmp_path / "out").iterdir())
     sample = json.loads((run / "samples" / "mine" / "t.jsonl").read_text(encoding="utf-8"))
     assert sample["instruction"] == "대한민국의 수도는?" and sample["metrics"]["exact_match"] == 1.0
+
+
+def test_valid_gates_pass_the_preflight_and_gate_the_run(tmp_path):
+    p = _valid(tmp_path)
+    p.config_text(extra="gates: ['mine.exact_match >= 0.5', 'mine.t.length_chars > 0']\n")
+    assert _invoke(_run(p, "--gate")).exit_code == 0
+    p.config_text(extra="gates: ['mine.exact_match >= 1.5']\n")  # a real failure: exit 1 after the run
+    result = _invoke(_run(p, "--gate"))
+    assert result.exit_code == 1, result.output
 
 
 def test_there_are_at_least_45_cases():

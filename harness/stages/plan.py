@@ -152,6 +152,65 @@ def check_judge(plan: Plan) -> None:
         plan.judge_backend, plan.judge_label = build(jc.fallback), jc.fallback
 
 
+def check_gates(plan: Plan, *, with_baselines: bool = False, output_root: Path | None = None) -> None:
+    """The config's gate rules against the scores this plan will produce (grammar, model and
+    metric names); with ``with_baselines`` (``harness run --gate``) every baseline a max_drop
+    rule needs must exist too. Call after ``check_judge`` (the judges decide the judge groups)."""
+    cfg = plan.config
+    if not cfg.gates:
+        return
+    from harness.gate import DropRule, preflight
+    from harness.gate.preflight import expected_scores
+
+    parsed = preflight(cfg.gates, expected_scores(_expected_groups(plan)), plan.models, where="gates",
+                       open_ended=("json_field:",))
+    if not with_baselines:
+        return
+    from harness.baseline import load_baseline
+
+    search = [Path(cfg.base_dir), Path.cwd()] + ([output_root.parent] if output_root else [])
+    for i, rule in enumerate(parsed):
+        if isinstance(rule, DropRule):
+            name = rule.baseline or cfg.baseline
+            if not name:
+                raise HarnessError(f"gates[{i}] '{rule.label}': max_drop needs a baseline",
+                                   fix="Set 'baseline: NAME' in the rule or the config.")
+            load_baseline(name, search)
+
+
+def _expected_groups(plan: Plan) -> dict[str, tuple[str, dict[str, list[str]]]]:
+    """{group: (kind, {model: metric names})} as the score stage will write them."""
+    from harness.judging.items import default_pairs
+    from harness.metrics import metric_spec
+
+    def names(task: TaskSpec, pooled: bool) -> list[str]:
+        out: list[str] = []
+        for m in task.metrics:
+            spec = metric_spec(m)
+            out += [o for o in spec.outputs if pooled or not o.endswith("_sent")]
+            out += [] if pooled else [c for c in spec.corpus if c not in out]
+        return out
+
+    models = plan.models
+    groups: dict[str, tuple[str, dict[str, list[str]]]] = {}
+    for t in plan.tasks:
+        groups[t.name] = ("task", {m: names(t, False) for m in models})
+    if len(plan.tasks) > 1:
+        pooled = list(dict.fromkeys(n for t in plan.tasks for n in names(t, True)))
+        groups["all"] = ("task", {m: pooled for m in models})
+    for b in plan.config.benchmarks:
+        groups[b.name] = ("benchmark", {m: ["acc", "acc_norm", "exact_match"] for m in models
+                                        if not plan.config.models[m].responses})
+    if plan.judge_backend is not None:
+        pointwise = [d.name for d in plan.judges if d.kind == "pointwise"]
+        if pointwise:
+            groups["judge"] = ("judge", {m: pointwise for m in models})
+        if any(d.kind == "pairwise" for d in plan.judges):
+            groups["judge-pairwise"] = ("judge", {f"{a}_vs_{b}": ["win", "tie", "loss", "consistency"]
+                                                  for a, b in default_pairs(models)})
+    return groups
+
+
 def _judge_ref(cfg: HarnessConfig, ref: str) -> str:
     """A judge named in the config: a judge name, or a folder relative to the config file."""
     if "/" in ref or "\\" in ref or ref.startswith("."):
