@@ -92,6 +92,7 @@ def _sft_opts(tt, tmp_path, **kw):
 
 # ----------------------------------------------------------------------------- labels
 
+@pytest.mark.slow  # trains (tiny model, CPU)
 def test_labels_are_exactly_the_response_tokens(tt, tmp_path):
     from harness.train.sft import build_sft_trainer
 
@@ -110,6 +111,7 @@ def test_labels_are_exactly_the_response_tokens(tt, tmp_path):
         assert "### Response:" in tok.decode(ids[:-len(want)])
 
 
+@pytest.mark.slow  # trains (tiny model, CPU)
 def test_train_on_prompt_unmasks_the_prompt(tt, tmp_path):
     from harness.train.sft import build_sft_trainer
 
@@ -120,6 +122,7 @@ def test_train_on_prompt_unmasks_the_prompt(tt, tmp_path):
     assert (batch["labels"][real] == batch["input_ids"][real]).all()
 
 
+@pytest.mark.slow  # trains (tiny model, CPU)
 def test_messages_rows_train_on_the_last_assistant_turn_only(tt, tmp_path):
     from harness.train.sft import build_sft_trainer, train_sft
 
@@ -137,6 +140,7 @@ def test_messages_rows_train_on_the_last_assistant_turn_only(tt, tmp_path):
     assert man["data"]["format"] == "messages" and man["steps"] == 3
 
 
+@pytest.mark.slow  # trains (tiny model, CPU)
 def test_prompt_completion_rows(tt, tmp_path):
     from harness.train.sft import build_sft_trainer
 
@@ -152,6 +156,7 @@ def test_prompt_completion_rows(tt, tmp_path):
 
 # ----------------------------------------------------------------------------- SFT LoRA + manifest
 
+@pytest.mark.slow  # trains (tiny model, CPU)
 def test_sft_manifest_is_complete(tt):
     from harness.models.resolve import fingerprint
     from harness.train.data import file_sha256
@@ -187,6 +192,7 @@ def test_sft_manifest_is_complete(tt):
     assert cfg["base_model_name_or_path"] == str(Path(tt["base"]).resolve())
 
 
+@pytest.mark.slow  # trains (tiny model, CPU)
 def test_val_data_is_recorded_and_no_split_is_written(tt, tmp_path):
     from harness.train.data import file_sha256
     from harness.train.sft import train_sft
@@ -199,6 +205,7 @@ def test_val_data_is_recorded_and_no_split_is_written(tt, tmp_path):
     assert "split" not in man["data"] and not (out / "data").exists()
 
 
+@pytest.mark.slow  # trains (tiny model, CPU)
 def test_full_sft_saves_a_loadable_model(tt, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM
@@ -216,6 +223,7 @@ def test_full_sft_saves_a_loadable_model(tt, tmp_path):
 
 # ----------------------------------------------------------------------------- DPO + loading back
 
+@pytest.mark.slow  # trains (tiny model, CPU)
 def test_dpo_adapter_names_the_sft_adapter_and_manifest(tt):
     from harness.models.resolve import fingerprint
 
@@ -233,6 +241,7 @@ def test_dpo_adapter_names_the_sft_adapter_and_manifest(tt):
     assert not (out / "ref").exists() and not (out / "trainer").exists()
 
 
+@pytest.mark.slow  # trains (tiny model, CPU)
 def test_adapters_load_back_through_harness_specs(tt):
     from harness.config import ModelSpec
     from harness.models.pool import ModelPool
@@ -251,6 +260,7 @@ def test_adapters_load_back_through_harness_specs(tt):
     assert len({round(v, 5) for v in lls.values()}) == 3, lls
 
 
+@pytest.mark.slow  # trains (tiny model, CPU)
 def test_dpo_from_a_base_model(tt, tmp_path):
     from harness.train.dpo import train_dpo
 
@@ -260,6 +270,7 @@ def test_dpo_from_a_base_model(tt, tmp_path):
     assert cfg["base_model_name_or_path"] == str(Path(tt["base"]).resolve())
 
 
+@pytest.mark.slow  # trains (tiny model, CPU)
 def test_preference_accuracy_counts_the_higher_likelihood(tt):
     from harness.models.prompts import get_format
     from harness.train.common import load_causal_lm, load_tokenizer
@@ -286,6 +297,7 @@ def test_preference_accuracy_counts_the_higher_likelihood(tt):
       '{"messages": [{"role": "assistant", "content": "hi"}, {"role": "user", "content": "yo"}]}\n'),
      ":2: the last message must be the assistant's answer"),
 ])
+@pytest.mark.slow  # trains (tiny model, CPU)
 def test_bad_data_names_file_and_line(tt, tmp_path, content, message):
     from harness.train.sft import train_sft
 
@@ -297,6 +309,7 @@ def test_bad_data_names_file_and_line(tt, tmp_path, content, message):
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.slow  # trains (tiny model, CPU)
 def test_bad_preference_row(tt, tmp_path):
     from harness.train.dpo import train_dpo
 
@@ -306,6 +319,7 @@ def test_bad_preference_row(tt, tmp_path):
         train_dpo(data=str(bad), output=str(tmp_path / "o"), sft_adapter=str(tt["sft"]))
 
 
+@pytest.mark.slow  # trains (tiny model, CPU)
 def test_qlora_on_cpu_says_it_needs_cuda(tt, tmp_path):
     import torch
 
@@ -317,6 +331,7 @@ def test_qlora_on_cpu_says_it_needs_cuda(tt, tmp_path):
         train_sft(_sft_opts(tt, tmp_path, method="qlora"))
 
 
+@pytest.mark.slow  # trains (tiny model, CPU)
 def test_cli_bad_data_exits_2_with_one_line(tt, tmp_path):
     from typer.testing import CliRunner
 
@@ -330,6 +345,7 @@ def test_cli_bad_data_exits_2_with_one_line(tt, tmp_path):
     assert f"{bad}:1: missing field 'output'" in res.output.replace("\n", "")
 
 
+@pytest.mark.slow  # trains (tiny model, CPU)
 def test_cli_trains_and_prints_where_things_went(tt, tmp_path):
     from typer.testing import CliRunner
 

