@@ -285,6 +285,25 @@ def test_paired_tests_are_unchanged(runs):
         assert ours == theirs
 
 
+def test_answers_of_one_question_share_one_forward_row(pool):
+    """As in HFLM: one-token answers to the same context are scored from one row (4x fewer rows
+    for MMLU), and the numbers equal scoring each request alone."""
+    engine = pool.engine("sft")
+    rows, seen = [], []
+    hook = engine.model.register_forward_pre_hook(lambda _m, args, kw: rows.append(len(kw["input_ids"])),
+                                                  with_kwargs=True)
+    try:
+        reqs = [(q, f" {c}") for q in ("What is the capital of France?\nAnswer:", "2 + 2 =") for c in "ABCD"]
+        got = engine.loglikelihood(reqs + [("2 + 2 =", " 4 or 5")], progress=lambda d, n: seen.append((d, n)))
+        assert sum(rows) == 3 and seen[-1] == (9, 9)
+        alone = [engine.loglikelihood([r])[0] for r in reqs]
+    finally:
+        hook.remove()
+    assert [lp for lp, _ in got[:8]] == pytest.approx([lp for lp, _ in alone], abs=1e-5)
+    assert [g for _, g in got[:8]] == [g for _, g in alone]
+    assert len({lp for lp, _ in got[:4]}) == 4  # each answer its own log-probability
+
+
 @pytest.mark.slow
 def test_the_adapters_are_really_applied(runs, tiny_models, minis_root):
     from transformers import AutoModelForCausalLM

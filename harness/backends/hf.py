@@ -8,6 +8,7 @@ lm-eval's token-boundary rules. Batches halve on out-of-memory when the batch si
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -289,10 +290,8 @@ class HFEngine:
                 ids[r, :len(x)] = torch.tensor(x, dtype=torch.long)
                 mask[r, :len(x)] = 1
             with torch.inference_mode():
-                if like_hflm:
-                    logits = self.model(ids.to(dev)).logits
-                else:
-                    logits = self.model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits
+                kw = {} if like_hflm else {"attention_mask": mask.to(dev)}
+                logits = self.model(input_ids=ids.to(dev), **kw).logits
                 for r, k in enumerate(chunk):
                     length = len(inputs[r])
                     for m in members[k]:
@@ -305,8 +304,9 @@ class HFEngine:
                         out[m] = (float(lp.gather(1, target[:, None]).sum()),
                                   bool((lp.argmax(-1) == target).all()))
 
+        served = list(itertools.accumulate(len(members[k]) for k in order))  # requests done after each row
         self._batches(order, run, None if progress is None else
-                      lambda done, total: progress(sum(len(members[k]) for k in order[:done]), len(seqs)))
+                      lambda rows_done, _: progress(served[rows_done - 1], len(seqs)))
         return out  # type: ignore[return-value]
 
     def loglikelihood(self, requests: Sequence[tuple[str, str]],
