@@ -126,8 +126,6 @@ def _task_manager(names: Sequence[str], minis: dict[str, MiniInfo], task_dirs: S
     return tm
 
 
-
-
 # --------------------------------------------------------------------------- running
 
 

@@ -109,7 +109,6 @@ def sample_record(task: str, s: dict) -> dict:
     return rec
 
 
-
 def leaf_tasks(results: dict, name: str) -> list[str]:
     samples = results.get("samples") or {}
     if name in samples:
@@ -136,8 +135,6 @@ def _hash_config(configs: dict, leaves: Sequence[str], samples: list[dict]) -> s
         h.update(json.dumps([s["task"], s["doc_id"], s["choices"], s["gold"]], ensure_ascii=False,
                             default=str).encode())
     return h.hexdigest()[:16]
-
-
 
 
 def to_result(res: dict, spec, model_name: str, mini_hash: str | None, version: str,
