@@ -8,6 +8,7 @@ lm-eval's token-boundary rules. Batches halve on out-of-memory when the batch si
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -255,17 +256,30 @@ class HFEngine:
         return whole[:n_ctx], whole[n_ctx:]
 
     def _score(self, seqs: list[list[int]], n_conts: list[int],
-               progress: Callable[[int, int], None] | None = None) -> list[tuple[float, bool]]:
+               progress: Callable[[int, int], None] | None = None, *,
+               like_hflm: bool = False) -> list[tuple[float, bool]]:
         """For each token sequence, sum log p of its last n tokens given what precedes them, and
-        whether each of those tokens is the argmax. Right-padded batches."""
+        whether each of those tokens is the argmax. Right-padded batches, longest first.
+
+        ``like_hflm``: batch exactly as lm-eval's HFLM does, so that the numbers equal HFLM's:
+        sequences with the same input (all but the last token; e.g. the one-token answers A-D of
+        one question) share one forward row, rows of equal length are ordered by their tokens,
+        padding is token 0 and no attention mask is passed (right padding cannot change the
+        positions before it in a causal model)."""
         import torch
 
         limit = self.max_length
         seqs = [s[-(limit + 1):] for s in seqs]
-        order = sorted(range(len(seqs)), key=lambda k: -len(seqs[k]))
+        rows: dict[tuple, list[int]] = {}  # the input fed to the model -> the sequences it serves
+        for k, s in enumerate(seqs):
+            rows.setdefault(tuple(s[:-1]) if like_hflm else (k,), []).append(k)
+        # a row is fed as its member with the longest continuation (the first such, as lm-eval)
+        lead = [max(ks, key=lambda k: n_conts[k]) for ks in rows.values()]
+        members = dict(zip(lead, rows.values()))
+        order = sorted(lead, key=lambda k: (-len(seqs[k]), tuple(seqs[k])) if like_hflm else -len(seqs[k]))
         out: list[tuple[float, bool] | None] = [None] * len(seqs)
         dev = self._input_device()
-        pad = self.tokenizer.pad_token_id or 0
+        pad = 0 if like_hflm else self.tokenizer.pad_token_id or 0
 
         def run(chunk: list[int]) -> None:
             inputs = [seqs[k][:-1] for k in chunk]
@@ -276,26 +290,32 @@ class HFEngine:
                 ids[r, :len(x)] = torch.tensor(x, dtype=torch.long)
                 mask[r, :len(x)] = 1
             with torch.inference_mode():
-                logits = self.model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits
+                kw = {} if like_hflm else {"attention_mask": mask.to(dev)}
+                logits = self.model(input_ids=ids.to(dev), **kw).logits
                 for r, k in enumerate(chunk):
-                    n, length = n_conts[k], len(inputs[r])
-                    if n == 0:
-                        out[k] = (0.0, True)
-                        continue
-                    lp = torch.log_softmax(logits[r, length - n:length].float(), dim=-1)
-                    target = torch.tensor(seqs[k][-n:], device=lp.device)
-                    out[k] = (float(lp.gather(1, target[:, None]).sum()),
-                              bool((lp.argmax(-1) == target).all()))
+                    length = len(inputs[r])
+                    for m in members[k]:
+                        n = n_conts[m]
+                        if n == 0:
+                            out[m] = (0.0, True)
+                            continue
+                        lp = torch.log_softmax(logits[r, length - n:length].float(), dim=-1)
+                        target = torch.tensor(seqs[m][-n:], device=lp.device)
+                        out[m] = (float(lp.gather(1, target[:, None]).sum()),
+                                  bool((lp.argmax(-1) == target).all()))
 
-        self._batches(order, run, progress)
+        served = list(itertools.accumulate(len(members[k]) for k in order))  # requests done after each row
+        self._batches(order, run, None if progress is None else
+                      lambda rows_done, _: progress(served[rows_done - 1], len(seqs)))
         return out  # type: ignore[return-value]
 
     def loglikelihood(self, requests: Sequence[tuple[str, str]],
                       progress: Callable[[int, int], None] | None = None) -> list[tuple[float, bool]]:
-        """(sum log p(continuation | context), continuation is greedy) per request."""
+        """(sum log p(continuation | context), continuation is greedy) per request; tokenized,
+        split and batched as lm-eval's HFLM does (same numbers)."""
         self._prepare()
         pairs = [self._encode_pair(c, x) for c, x in requests]
-        return self._score([c + x for c, x in pairs], [len(x) for _, x in pairs], progress)
+        return self._score([c + x for c, x in pairs], [len(x) for _, x in pairs], progress, like_hflm=True)
 
     def token_nll(self, prompts: Sequence[str], targets: Sequence[str]) -> list[NLL]:
         """NLL of each target given its prompt; prompt tokens are not scored."""
@@ -311,7 +331,9 @@ class HFEngine:
         """Sliding-window NLL of raw text (the HF perplexity recipe). Every token is scored: the
         first one given a BOS/EOS prefix (as lm-eval's loglikelihood_rolling); windows of
         ``max_length`` tokens move by ``stride`` (default max_length // 2) and score only tokens
-        no earlier window scored."""
+        no earlier window scored, each window (the last one too) with a full ``max_length`` of
+        context where the text has it. With ``stride == max_length`` these are the windows of
+        lm-eval's loglikelihood_rolling."""
         self._prepare()
         L = min(max_length or self.max_length, self.max_length)
         stride = stride or max(1, L // 2)
@@ -324,7 +346,7 @@ class HFEngine:
             prev_end, begin = 0, 0
             while prev_end < n:
                 end = min(begin + L, n)
-                seqs.append(toks[begin:end + 1])
+                seqs.append(toks[max(0, end - L):end + 1])
                 n_conts.append(end - prev_end)
                 owner.append(i)
                 prev_end = end

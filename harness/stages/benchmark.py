@@ -10,8 +10,9 @@ from harness.store import unit_key
 
 
 def run_benchmarks_for(plan: Plan, pool, name: str, rundir, progress: Progress) -> None:
-    """lm-eval benchmarks on the loaded model with ``name``'s adapters active. Benchmarks not
-    yet done run in one lm-eval call (as ``lm_eval --tasks a,b`` would); each is its own unit."""
+    """lm-eval benchmarks on ``name``'s Engine (it activates the model's adapters itself).
+    Benchmarks not yet done run in one lm-eval call (as ``lm_eval --tasks a,b`` would); each is
+    its own unit."""
     from harness.benchmarks import run_benchmarks
 
     cfg = plan.config
@@ -23,9 +24,10 @@ def run_benchmarks_for(plan: Plan, pool, name: str, rundir, progress: Progress) 
     if not todo:
         return
     t0 = time.perf_counter()
-    model, tokenizer = pool.model_and_tokenizer(name)  # activates name's adapters for lm-eval
+    engine = pool.engine(name)
+    chat = pool.format(name, "chat") if any(b.apply_chat_template for b, _ in todo) else None
     progress.log(f"[bold]{name}[/] · benchmarks {', '.join(b.name for b, _ in todo)} (lm-evaluation-harness)")
-    results = run_benchmarks(model, tokenizer, [b for b, _ in todo], model_name=name, seed=cfg.seed,
+    results = run_benchmarks(engine, [b for b, _ in todo], model_name=name, chat_format=chat, seed=cfg.seed,
                              n_resamples=cfg.bootstrap_resamples)
     seconds = round(time.perf_counter() - t0, 3)
     for bench, key in todo:

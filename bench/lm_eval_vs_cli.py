@@ -1,9 +1,9 @@
-"""lm-eval benchmarks through harness vs the plain ``lm_eval`` command line.
+"""lm-eval benchmarks through harness vs the plain ``lm_eval`` command line (wall time, numbers).
 
-(1) one model: the same tasks through harness (``ModelPool`` + ``run_benchmarks``, one
-    process) and through ``lm_eval --model hf --model_args pretrained=PATH --tasks ...
-    --include_path ...``; prints both wall times, the ratio (target <= 1.0) and checks that the
-    accuracies are identical.
+(1) one model: the same tasks through harness (``ModelPool.engine`` + ``run_benchmarks``, the
+    benchmark stage's path, one process) and through ``lm_eval --model hf --model_args
+    pretrained=PATH --tasks ... --include_path ...``; prints both wall times, the ratio (target
+    <= 1.0) and checks that the accuracies are identical.
 (2) base + sft + dpo: one harness process (the base is loaded once, adapters switched) against
     three separate ``lm_eval`` runs (``peft=ADAPTER`` in model_args); target: well under 3x one run.
 
@@ -12,9 +12,11 @@ same device, dtype, batch size, seed, fewshot and limit. The model is SmolLM2-13
 from the offline zoo (``--tiny``: a tiny random Llama instead); without ``--sft/--dpo``
 the adapters are random LoRAs (so numbers differ, speed is what is measured).
 
-    .venv/bin/python bench/benchmarks.py --limit 30
-    .venv/bin/python bench/benchmarks.py --tiny --limit 20
-    .venv/bin/python bench/benchmarks.py --sft out/sft --dpo out/dpo --limit 100 --json bench.json
+    .venv/bin/python bench/lm_eval_vs_cli.py --limit 30
+    .venv/bin/python bench/lm_eval_vs_cli.py --tiny --limit 20
+    .venv/bin/python bench/lm_eval_vs_cli.py --sft out/sft --dpo out/dpo --limit 100 --json bench.json
+
+bench/engine_lm_vs_hflm.py compares the stage's Engine LM with lm-eval's HFLM on the same loaded models.
 """
 
 from __future__ import annotations
@@ -59,9 +61,9 @@ def worker(args) -> None:
     out = {"models": {}, "timings": {}}
     for name in models:
         t1 = time.perf_counter()
-        model, tok = pool.model_and_tokenizer(name)
+        engine = pool.engine(name)
         t2 = time.perf_counter()
-        res = run_benchmarks(model, tok, bspecs, name, seed=args.seed)
+        res = run_benchmarks(engine, bspecs, name, seed=args.seed)
         out["timings"][name] = {"load_s": round(t2 - t1, 2), "eval_s": round(time.perf_counter() - t2, 2)}
         out["models"][name] = {
             t: {"acc": r.metrics["acc"].value,
@@ -159,7 +161,7 @@ def main() -> None:
 
     args.device = pick_device(args.device)
     args.dtype = str(pick_dtype(args.dtype, args.device)).removeprefix("torch.")
-    tmp = Path(tempfile.mkdtemp(prefix="bench-benchmarks-"))
+    tmp = Path(tempfile.mkdtemp(prefix="bench-lm-eval-vs-cli-"))
     if args.model:
         path = Path(args.model).resolve()
     elif args.tiny:
