@@ -79,7 +79,7 @@ def worker(args) -> None:
 
     from harness.benchmarks import run_benchmarks
     from harness.config import BenchmarkSpec, load_config
-    from harness.models.load import ModelPool, resolve_models
+    from harness.models import ModelPool, resolve_models
 
     logging.getLogger("lm_eval").setLevel(logging.WARNING)
     cfg = load_config(args.config)

@@ -42,7 +42,7 @@ def minis(minis_root):
 @pytest.fixture(scope="session")
 def pool(tiny_models, tmp_path_factory):
     """base, sft (a LoRA adapter on base) and dpo (a LoRA adapter stacked on sft): one loaded base."""
-    from harness.models.load import ModelPool, resolve_models
+    from harness.models import ModelPool, resolve_models
 
     t = tiny_models
     specs = {"base": ModelSpec(path=str(t["base"])), "sft": ModelSpec(adapter=str(t["lora_a"]), base="base"),
@@ -309,7 +309,7 @@ def test_the_adapters_are_really_applied(runs, tiny_models, minis_root):
     from transformers import AutoModelForCausalLM
 
     from harness.backends.hf import HFEngine
-    from harness.models.load import load_tokenizer
+    from harness.models.hf_load import load_tokenizer
 
     lls = {m: {n: [r["loglikelihoods"] for r in runs[m][0][n].samples] for n in ("mmlu-mini", "hellaswag-mini")}
            for m in MODELS}
