@@ -21,21 +21,15 @@ from harness.stages.plan import Plan
 
 def execute(plan: Plan, rundir, progress: Progress) -> None:
     """Run every unit not already done in ``rundir``, stage by stage (scores come after)."""
-    from harness.stages.benchmark import run_benchmarks_for
-    from harness.stages.generate import run_generation, save_models
-    from harness.stages.judge import judge_run
+    from harness.stages import benchmark, generate, judge
 
-    cfg = plan.config
     model_info: dict[str, Any] = rundir.run_info().get("models", {}) if rundir.exists("run.json") else {}
     try:
-        run_generation(plan, rundir, progress, model_info)
-        for name in plan.models:
-            if cfg.benchmarks and not cfg.models[name].responses:
-                run_benchmarks_for(plan, plan.pool(), name, rundir, progress)
-                model_info.setdefault(name, plan.pool().describe(name))
-        save_models(rundir, model_info)
+        generate.execute(plan, rundir, progress, model_info)
+        benchmark.execute(plan, rundir, progress, model_info)
+        generate.save_models(rundir, model_info)
         if plan.judge_backend is not None:
-            judge_run(plan, rundir, progress, pool_factory=plan.pool)
+            judge.execute(plan, rundir, progress, pool_factory=plan.pool)
     finally:
         plan.close()
 

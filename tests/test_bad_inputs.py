@@ -557,6 +557,29 @@ def case_unknown_prompt_format(p):
     return ["models", "-c", str(p.config)], ["alpacca"]
 
 
+# ---------------------------------------------------------------- benchmarks (checked before any model loads)
+
+@case
+def case_misspelled_benchmark(p):
+    p.fake_model()
+    p.config_text("  m: {path: m/base}\n", extra="benchmarks: [mmlu-mnii]\n")
+    return _run(p), ["unknown benchmark 'mmlu-mnii'", "mmlu-mini"]
+
+
+@case
+def case_benchmark_listed_twice(p):
+    p.fake_model()
+    p.config_text("  m: {path: m/base}\n", extra="benchmarks: [mmlu-mini, mmlu-mini]\n")
+    return _run(p), ["'mmlu-mini' is listed twice"]
+
+
+@case
+def case_benchmark_on_the_command_line_misspelled(p):
+    p.fake_model()
+    p.config_text("  m: {path: m/base}\n")
+    return _run(p, "--benchmarks", "kmmlu-mni"), ["unknown benchmark 'kmmlu-mni'", "kmmlu-mini"]
+
+
 # ---------------------------------------------------------------- gates (checked before the run)
 
 @case

@@ -19,11 +19,11 @@ from harness.gate import (
     CompareRule,
     DropRule,
     check_gates,
+    evaluate_gates,
     format_table,
     gate_main,
     load_rules,
     parse_rule,
-    run_gates,
     to_markdown,
     write_junit,
 )
@@ -78,7 +78,7 @@ def std_groups(sft_rouge=0.35, base_rouge=0.25, dpo_judge=70.0, sft_judge=71.0, 
 
 
 def rows(run, rules, **kw):
-    return run_gates(run, rules, **kw).rows
+    return evaluate_gates(run, rules, **kw).rows
 
 
 # --------------------------------------------------------------------------- parsing
@@ -143,11 +143,11 @@ def test_address_resolution(tmp_path):
     run = write_run(tmp_path, groups)
     # rougeL now lives in two task groups and no 'all': ambiguous
     with pytest.raises(HarnessError, match="several groups.*demo-en.*demo-ko"):
-        run_gates(run, ["sft.rougeL >= 0.3"])
+        evaluate_gates(run, ["sft.rougeL >= 0.3"])
     groups["all"] = task_group({m: {"rougeL": mv(0.2)} for m in ("base", "sft", "dpo")})
     (run / "scores.json").write_text(json.dumps({"schema": 1, "run_id": "run-1", "models": ["base", "sft", "dpo"],
                                                  "groups": groups}))
-    r = run_gates(run, ["sft.rougeL >= 0.3", "sft.demo-ko.rougeL >= 0.05", "sft.bleu >= 14", "sft.judge >= 71",
+    r = evaluate_gates(run, ["sft.rougeL >= 0.3", "sft.demo-ko.rougeL >= 0.05", "sft.bleu >= 14", "sft.judge >= 71",
                         "sft.reference-0-100 >= 71"]).rows
     assert [x.passed for x in r] == [False, True, True, True, True]
     assert r[0].actual == pytest.approx(0.2)  # the pooled 'all' group
@@ -156,16 +156,16 @@ def test_address_resolution(tmp_path):
 def test_unknown_model_or_metric_lists_known(tmp_path):
     run = write_run(tmp_path, std_groups())
     with pytest.raises(HarnessError) as ei:
-        run_gates(run, ["orpo.rougeL >= 0.3"])
+        evaluate_gates(run, ["orpo.rougeL >= 0.3"])
     assert "unknown model 'orpo'" in str(ei.value) and "base, sft, dpo" in str(ei.value)
     with pytest.raises(HarnessError) as ei:
-        run_gates(run, ["sft.rouge1 >= 0.3"])
+        evaluate_gates(run, ["sft.rouge1 >= 0.3"])
     assert "unknown metric 'rouge1'" in str(ei.value) and "demo-en.rougeL" in str(ei.value) \
         and "mmlu-mini.acc" in str(ei.value)
     with pytest.raises(HarnessError, match="unknown metric 'f1' in group 'mmlu-mini'.*acc"):
-        run_gates(run, ["sft.mmlu-mini.f1 >= 0.3"])
+        evaluate_gates(run, ["sft.mmlu-mini.f1 >= 0.3"])
     with pytest.raises(HarnessError, match="unknown model 'orpo'"):
-        run_gates(run, ["sft.rougeL >= orpo.rougeL"])
+        evaluate_gates(run, ["sft.rougeL >= orpo.rougeL"])
 
 
 # --------------------------------------------------------------------------- fail closed
@@ -208,8 +208,8 @@ def test_judge_missing_rate(tmp_path):
     assert "judge verdicts missing for 15/50 (30%) > max_missing_rate 20%" in r[0].reason
     # the default limit comes from the config; a lower limit passed in wins
     run2 = write_run(tmp_path / "b", std_groups(judge_missing=5))  # 10%
-    assert run_gates(run2, ["dpo.judge >= 60"]).passed
-    assert not run_gates(run2, ["dpo.judge >= 60"], max_missing_rate=0.05).passed
+    assert evaluate_gates(run2, ["dpo.judge >= 60"]).passed
+    assert not evaluate_gates(run2, ["dpo.judge >= 60"], max_missing_rate=0.05).passed
 
 
 # --------------------------------------------------------------------------- statistical mode
@@ -312,7 +312,7 @@ def test_max_drop_point(tmp_path):
     save_baseline(main, "main", out_dir=tmp_path / "baselines")
     # sft dropped 0.01 (ok for 0.02), base dropped 0.05; perplexity (lower is better) of sft unchanged
     cur = sampled_run(tmp_path / "b", "r-new", {"base": [v - 0.05 for v in vals], "sft": [v + 0.04 for v in vals]})
-    rep = run_gates(cur, [{"max_drop": {"rougeL": 0.02, "perplexity": 0.5}, "baseline": "main"}], search=[tmp_path])
+    rep = evaluate_gates(cur, [{"max_drop": {"rougeL": 0.02, "perplexity": 0.5}, "baseline": "main"}], search=[tmp_path])
     by = {x.rule.split(" ")[0]: x for x in rep.rows}
     assert set(by) == {"base.demo-en.rougeL", "sft.demo-en.rougeL", "base.demo-en.perplexity",
                        "sft.demo-en.perplexity"}
@@ -375,12 +375,12 @@ def test_statistical_drop_unpaired_fallback(tmp_path):
 def test_max_drop_input_errors(tmp_path):
     run = write_run(tmp_path, std_groups())
     with pytest.raises(HarnessError, match="max_drop needs a baseline"):
-        run_gates(run, [{"max_drop": {"rougeL": 0.1}}])
+        evaluate_gates(run, [{"max_drop": {"rougeL": 0.1}}])
     with pytest.raises(HarnessError, match="baseline 'gone' not found"):
-        run_gates(run, [{"max_drop": {"rougeL": 0.1}, "baseline": "gone"}], search=[tmp_path])
+        evaluate_gates(run, [{"max_drop": {"rougeL": 0.1}, "baseline": "gone"}], search=[tmp_path])
     save_baseline(run, "main", out_dir=tmp_path / "baselines")
     with pytest.raises(HarnessError, match="unknown metric 'rouge9'"):
-        run_gates(run, [{"max_drop": {"rouge9": 0.1}, "baseline": "main"}], search=[tmp_path])
+        evaluate_gates(run, [{"max_drop": {"rouge9": 0.1}, "baseline": "main"}], search=[tmp_path])
 
 
 # --------------------------------------------------------------------------- outputs and exit codes
@@ -463,7 +463,7 @@ def test_junit_xml(tmp_path, monkeypatch):
 def test_junit_xml_junitparser(tmp_path):
     junitparser = pytest.importorskip("junitparser")
     run = write_run(tmp_path, std_groups(dpo_judge=55.0))
-    rep = run_gates(run, ["sft.rougeL >= 0.3", "dpo.judge >= 60 ", "sft.bleu > base.bleu"])
+    rep = evaluate_gates(run, ["sft.rougeL >= 0.3", "dpo.judge >= 60 ", "sft.bleu > base.bleu"])
     xml = junitparser.JUnitXml.fromfile(str(write_junit(rep, tmp_path / "g.xml")))
     suites = list(xml)
     assert len(suites) == 1 and suites[0].tests == 3 and suites[0].failures == 1
@@ -486,7 +486,7 @@ def test_step_summary_appended(tmp_path, monkeypatch):
 
 def test_markdown_and_table_escape(tmp_path):
     run = write_run(tmp_path, std_groups())
-    rep = run_gates(run, [{"rule": "sft.rougeL >= 0.3", "name": "a|b [red]x[/red]"}])
+    rep = evaluate_gates(run, [{"rule": "sft.rougeL >= 0.3", "name": "a|b [red]x[/red]"}])
     md = to_markdown(rep)
     assert "a\\|b" in md and "✅ Gates passed: 1/1" in md
     con = quiet()

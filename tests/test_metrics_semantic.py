@@ -131,3 +131,28 @@ def test_score_per_sample_bertscore_groups_by_language(monkeypatch, minilm_path)
         options={"bertscore": {"model": minilm_path, "num_layers": 6, "device": "cpu"}},
     )
     assert explicit["bertscore_f1"][0] == pytest.approx(en["bertscore_f1"][0])
+
+
+def test_bertscore_is_the_same_in_every_process():
+    """bert_score batches sentences in set order: two processes with different hash seeds must
+    still give bit-identical scores (a resumed run equals an uninterrupted one)."""
+    import os
+    import subprocess
+    import sys
+
+    # same word count (bert_score's sort key), very different token counts: batch padding then
+    # depends on which sentences share a batch
+    cands = ["the cat sat", "antidisestablishmentarianism incomprehensibilities electroencephalographically",
+             "a dog ran", "pneumonoultramicroscopicsilicovolcanoconiosis floccinaucinihilipilification x",
+             "one two three", "supercalifragilisticexpialidocious hippopotomonstrosesquippedaliophobia y"]
+    refs = ["the cat sits", "a dog runs", "three two one", "green blue red", "z y x", "hot sun now"]
+    code = ("import json; from harness.metrics.semantic import bertscore; "
+            f"print(json.dumps(bertscore({cands!r}, {refs!r}, model='zoo:minilm-l6', batch_size=2)))")
+    outs = set()
+    for seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "HF_HUB_OFFLINE": "1"}
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
+                              check=False)
+        assert proc.returncode == 0, proc.stderr
+        outs.add(proc.stdout.strip().splitlines()[-1])
+    assert len(outs) == 1

@@ -107,3 +107,25 @@ def test_length_stats():
     assert r["empty"] == [0.0, 1.0, 0.0, 1.0]
     assert r["length_tokens"] == [3.0, 0.0, 5.0, None]
     assert "length_tokens" not in st.length_stats(["a"])
+
+
+def test_json_lenient_reads_python_literals_beside_strict_valid_json():
+    from harness.metrics.structured import json_answer, read_lenient_json
+
+    preds = ['{"ok": true, "n": 3}', "{'ok': True, 'n': 3}", "Answer: {'ok': False, 'n': 3} done", "no json"]
+    refs = ['{"ok": true, "n": 3}'] * 4
+    strict = json_answer(preds, refs)
+    assert strict["valid_json"] == [1.0, 0.0, 0.0, 0.0]
+    assert strict["json_lenient"] == [1.0, 1.0, 1.0, 0.0]
+    assert strict["field_acc"] == [1.0, 0.0, 0.0, 0.0]  # strict: a Python dict answers no field
+    loose = json_answer(preds, refs, lenient=True)
+    assert loose["valid_json"] == strict["valid_json"]  # valid_json stays strict
+    assert loose["field_acc"] == [1.0, 1.0, 0.5, 0.0]
+    assert read_lenient_json("{'a': None}") == {"a": None} and read_lenient_json("{'a': os.system}") is None
+
+
+def test_json_metric_option_lenient_json():
+    from harness.metrics import score_per_sample
+
+    per = score_per_sample(["json"], ["{'ok': True}"], ['{"ok": true}'], ["en"], {"json": {"lenient_json": True}})
+    assert per["valid_json"] == [0.0] and per["json_lenient"] == [1.0] and per["json_field_acc"] == [1.0]

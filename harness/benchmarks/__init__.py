@@ -4,7 +4,7 @@ Engine (``bridge``, with the ``LM`` adapter in ``engine_lm``), and results (``re
 Only names are handed on here; ``engine_lm`` (which imports lm_eval) is not imported.
 """
 
-from harness.benchmarks.bridge import run_benchmarks
+from harness.benchmarks.bridge import check_benchmark_names, run_benchmarks
 from harness.benchmarks.minis import (
     MINI_NAMES,
     MiniInfo,
@@ -18,7 +18,7 @@ from harness.benchmarks.minis import (
 from harness.benchmarks.results import BenchmarkResult, benchmark_group
 
 __all__ = [
-    "MINI_NAMES", "BenchmarkResult", "MiniInfo", "benchmark_group", "build_minis", "cache_dir",
+    "MINI_NAMES", "BenchmarkResult", "MiniInfo", "benchmark_group", "build_minis", "cache_dir", "check_benchmark_names",
     "lm_eval_version", "load_hellaswag_items", "parse_kmmlu_cot_yaml", "parse_mmlu_cot_prompts",
     "run_benchmarks",
 ]

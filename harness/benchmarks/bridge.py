@@ -90,6 +90,34 @@ def _unknown(name: str, candidates: Sequence[str]) -> HarnessError:
     )
 
 
+def check_benchmark_names(names: Sequence[str], task_dirs: Sequence[str | Path] = ()) -> None:
+    """Names checked while planning, before any model loads: listed once, and each an offline mini,
+    a task YAML in ``task_dirs``, or a name some lm-eval task file declares or mentions (a cheap
+    scan; lm-eval's own index is built only when the benchmark runs)."""
+    dup = sorted({n for n in names if list(names).count(n) > 1})
+    if dup:
+        raise HarnessError(f"benchmark {dup[0]!r} is listed twice", where="benchmarks", fix="List each benchmark once.")
+    local = {p.stem for d in task_dirs for p in Path(d).glob("*.y*ml")}
+    for name in names:
+        if name in MINI_NAMES or name in local:
+            continue
+        decl, tokens = _scan_default_names()
+        if name not in tokens:
+            raise _unknown(name, sorted(decl))
+
+
+def _quiet_lm_eval(logging) -> None:
+    """lm-eval's loggers warn about every defaulted setting ("Overwriting default num_fewshot"):
+    errors only, unless HARNESS_VERBOSE is set."""
+    import os
+
+    if os.environ.get("HARNESS_VERBOSE", "").lower() in ("1", "true", "yes"):
+        return
+    for name in list(logging.root.manager.loggerDict) + ["lm_eval", "lm-eval"]:
+        if name.startswith(("lm_eval", "lm-eval")):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def _task_manager(names: Sequence[str], minis: dict[str, MiniInfo], task_dirs: Sequence[str | Path] = (),
                   log=None):
     """A TaskManager that knows every name in ``names`` (cached per process; lm-eval's default
@@ -177,7 +205,7 @@ def run_benchmarks(
     tm = _task_manager(names, minis, task_dirs, log)
     version = lm_eval_version()
 
-    logging.getLogger("lm_eval").setLevel(logging.WARNING)
+    _quiet_lm_eval(logging)
     # Specs with the same settings go through one simple_evaluate call, as the lm_eval CLI does
     # with --tasks a,b,c: one request pool sorted by length, so batches (and numbers) match it.
     groups: dict[tuple, list] = {}

@@ -260,7 +260,7 @@ def _eval_drop(rule: DropRule, scores: ScoreTable, baseline: Baseline, run: RunD
     return rows
 
 
-def run_gates(run_dir: str | Path, rules: Iterable[Any] | None = None, baseline_path: str | Path | None = None, *,
+def evaluate_gates(run_dir: str | Path, rules: Iterable[Any] | None = None, baseline_path: str | Path | None = None, *,
               default_baseline: str | None = None, max_missing_rate: float | None = None,
               search: Iterable[str | Path] = ()) -> GateReport:
     """Check ``rules`` (default: ``gates:`` of the run's config.yaml snapshot) against a run.
@@ -319,8 +319,8 @@ def check_gates(run_dir: str | Path, config: str | Path | None = None,
     harness.yaml or gate file, whose ``baseline:`` and judge missing-rate limit apply and
     whose folder's ``baselines/`` is searched). ``baseline`` overrides every max_drop baseline."""
     if config is None:
-        return run_gates(run_dir, None, baseline)
+        return evaluate_gates(run_dir, None, baseline)
     rules, base, rate, folder = load_gate_config(config)
-    return run_gates(run_dir, rules, baseline, default_baseline=base, max_missing_rate=rate, search=[folder])
+    return evaluate_gates(run_dir, rules, baseline, default_baseline=base, max_missing_rate=rate, search=[folder])
 
 

@@ -94,6 +94,8 @@ def get_scorer(model_type: str, num_layers: int, device: str | None = None):
         _check_layers(model_type, num_layers)
         from bert_score import BERTScorer
 
+        _stable_batches()
+
         try:
             scorer = BERTScorer(model_type=model_type, num_layers=num_layers, device=device)
         except OSError as e:
@@ -111,6 +113,24 @@ def get_scorer(model_type: str, num_layers: int, device: str | None = None):
             _CACHE.pop(next(iter(_CACHE)))
         _CACHE[key] = scorer
         return scorer
+
+
+def _ordered_set(items):
+    """``set`` with a fixed order (first occurrence): see ``_stable_batches``."""
+    return dict.fromkeys(items)
+
+
+def _stable_batches() -> None:
+    """bert_score de-duplicates sentences through ``set`` and sorts them by word count before
+    batching, so sentences of equal length land in batches in an order that depends on
+    PYTHONHASHSEED: the same inputs then score differently (~1e-7) in two processes, and a
+    resumed run could differ from an uninterrupted one. Its module's ``set`` is replaced by an
+    insertion-ordered one (its two uses only iterate the result), which makes batches, and so
+    scores, the same in every process."""
+    import bert_score.utils as bs_utils
+
+    if getattr(bs_utils, "set", None) is not _ordered_set:
+        bs_utils.set = _ordered_set
 
 
 def clear_cache() -> None:

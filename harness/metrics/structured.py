@@ -229,14 +229,38 @@ def _reference_json(ref: Any, index: int) -> Any:
         return obj
 
 
-def json_answer(predictions: Sequence[str], references: Sequence[Any]) -> dict:
+def read_lenient_json(text: str) -> Any | None:
+    """Like ``extract_json``, but also reads what notebooks print for a dict: a Python literal
+    (single quotes, ``True``/``None``), the whole reply or its first ``{...}``. None when neither."""
+    obj = extract_json(text)
+    if obj is not None:
+        return obj
+    import ast
+
+    text = text or ""
+    start, end = text.find("{"), text.rfind("}")
+    for chunk in (text.strip(), text[start:end + 1] if 0 <= start < end else ""):
+        if not chunk.startswith(("{", "[")):
+            continue
+        try:
+            value = ast.literal_eval(chunk)
+        except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
+            continue
+        if isinstance(value, (dict, list)):
+            return value
+    return None
+
+
+def json_answer(predictions: Sequence[str], references: Sequence[Any], *, lenient: bool = False) -> dict:
     """JSON-answer scores.
 
-    Returns ``{"valid_json": [0/1 per sample], "field_acc": [fraction of reference fields
+    Returns ``{"valid_json": [0/1 per sample], "json_lenient": [0/1: JSON, or a Python dict/list
+    literal], "field_acc": [fraction of reference fields
     answered correctly per sample], "fields": {field: [0/1 per sample, None where the
     reference lacks the field]}, "field_summary": {field: accuracy over samples having it}}``.
     The prediction's first JSON object is extracted (fences and prose allowed); an invalid
-    reply gets 0 on every field. References may be dicts or JSON strings; a non-object
+    reply gets 0 on every field; with ``lenient`` a Python-literal reply is read for the fields
+    too (``valid_json`` stays strict). References may be dicts or JSON strings; a non-object
     reference (list, number...) is compared as a single field ``"$"``.
     """
     _check_lengths(predictions, references, "json")
@@ -247,11 +271,16 @@ def json_answer(predictions: Sequence[str], references: Sequence[Any]) -> dict:
             if k not in field_names:
                 field_names.append(k)
     valid: list[float] = []
+    loose: list[float] = []
     field_acc: list[float | None] = []
     fields: dict[str, list[float | None]] = {k: [] for k in field_names}
     for pred, ref in zip(predictions, refs):
         obj = extract_json(pred)
         valid.append(float(obj is not None))
+        readable = obj if obj is not None else read_lenient_json(pred)
+        loose.append(float(readable is not None))
+        if lenient:
+            obj = readable
         ref_fields = ref if isinstance(ref, dict) else {"$": ref}
         if isinstance(ref, dict):
             pred_fields = {normalize_text(str(k)): v for k, v in obj.items()} if isinstance(obj, dict) else {}
@@ -271,7 +300,8 @@ def json_answer(predictions: Sequence[str], references: Sequence[Any]) -> dict:
     for k, vals in fields.items():
         present = [v for v in vals if v is not None]
         summary[k] = sum(present) / len(present) if present else None
-    return {"valid_json": valid, "field_acc": field_acc, "fields": fields, "field_summary": summary}
+    return {"valid_json": valid, "json_lenient": loose, "field_acc": field_acc, "fields": fields,
+            "field_summary": summary}
 
 
 def length_stats(
@@ -347,15 +377,17 @@ def regex_metric(answers: Answers, *, pattern: str | None = None, ignore_case: b
 
 @metric(
     "json",
-    description="valid JSON object in the answer (0/1), share of reference fields answered correctly, "
-    "and json_field:<name> (0/1, None where the reference lacks the field) per field",
-    outputs={"valid_json": HIGHER, "json_field_acc": HIGHER},
-    binary=("valid_json",),
+    description="valid JSON object in the answer (0/1, strict), json_lenient (0/1: JSON or a Python "
+    "dict/list literal such as {'a': True}), share of reference fields answered correctly, and "
+    "json_field:<name> (0/1, None where the reference lacks the field) per field",
+    outputs={"valid_json": HIGHER, "json_lenient": HIGHER, "json_field_acc": HIGHER},
+    binary=("valid_json", "json_lenient"),
     dynamic=("json_field:",),
+    options={"lenient_json": "default false; true: read Python-literal answers for the field accuracy too"},
 )
-def json_metric(answers: Answers) -> dict[str, list[float | None]]:
-    r = json_answer(answers.predictions, answers.references)
-    return {"valid_json": r["valid_json"], "json_field_acc": r["field_acc"],
+def json_metric(answers: Answers, *, lenient_json: bool = False) -> dict[str, list[float | None]]:
+    r = json_answer(answers.predictions, answers.references, lenient=lenient_json)
+    return {"valid_json": r["valid_json"], "json_lenient": r["json_lenient"], "json_field_acc": r["field_acc"],
             **{f"json_field:{k}": v for k, v in r["fields"].items()}}
 
 

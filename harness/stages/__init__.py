@@ -1,5 +1,6 @@
 """The stages of a run, one module each: plan -> generate -> benchmark -> judge -> score.
 
-Each stage takes what it needs (the plan, the model pool, the run directory) and writes its
-records through ``RunDir``; ``harness.runner`` only sequences them.
+``plan`` checks everything and returns a ``Plan``; every other stage module has an ``execute``
+that takes what it needs (the plan, the run directory, the progress display) and writes its
+records through ``RunDir``. ``harness.runner`` only sequences them.
 """

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from harness.progress import Progress
 from harness.stages.plan import Plan, describe_model
 from harness.store import unit_key
 
 
-def run_benchmarks_for(plan: Plan, pool, name: str, rundir, progress: Progress) -> None:
+def execute(plan: Plan, rundir, progress: Progress, model_info: dict[str, Any]) -> None:
+    """Every configured benchmark on every evaluated checkpoint (answers files have no model)."""
+    cfg = plan.config
+    for name in plan.models:
+        if cfg.benchmarks and not cfg.models[name].responses:
+            _benchmark_model(plan, plan.pool(), name, rundir, progress)
+            model_info.setdefault(name, plan.pool().describe(name))
+
+
+def _benchmark_model(plan: Plan, pool, name: str, rundir, progress: Progress) -> None:
     """lm-eval benchmarks on ``name``'s Engine (it activates the model's adapters itself).
     Benchmarks not yet done run in one lm-eval call (as ``lm_eval --tasks a,b`` would); each is
     its own unit."""

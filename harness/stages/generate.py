@@ -65,7 +65,7 @@ def _score_per_sample(samples: list[Sample], task: TaskSpec) -> None:
             s.metrics[metric] = v
 
 
-def run_generation(plan: Plan, rundir, progress, model_info: dict[str, Any]) -> None:
+def execute(plan: Plan, rundir, progress, model_info: dict[str, Any]) -> None:
     """One unit per model x task not already done: generate (or read the responses file), score
     per sample, write ``samples/<model>/<task>.jsonl`` and the unit marker at once."""
     cfg = plan.config

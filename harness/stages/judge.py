@@ -73,7 +73,8 @@ def _samples(rundir, models: list[str], tasks: list[str], limit: int | None) -> 
     return out
 
 
-def judge_run(plan, rundir, progress, pool_factory: Callable[[], Any]) -> None:
+def execute(plan, rundir, progress, pool_factory: Callable[[], Any]) -> None:
+    """Every configured judge over the stored samples of the plan's models and tasks."""
     from harness.judging import (
         items_from_samples,
         judge_pairwise,

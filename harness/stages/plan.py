@@ -69,6 +69,10 @@ def make_plan(cfg: HarnessConfig, models: list[str] | None = None, *, trust_remo
         if spec.responses and not cfg.resolve_path(spec.responses).is_file():
             raise HarnessError(f"models.{name}.responses: file not found: {spec.responses}",
                                fix="Relative paths are relative to the config file.")
+    if cfg.benchmarks:
+        from harness.benchmarks import check_benchmark_names
+
+        check_benchmark_names([b.name for b in cfg.benchmarks])
     # read every data file now: a bad line fails before a run directory exists or a model loads
     items = {t.name: load_samples(t, cfg.limit) for t in tasks}
     for task in tasks:

@@ -176,7 +176,7 @@ def _task_samples(rundir) -> dict[str, dict[str, list[Sample]]]:
     return {t: dict(sorted(d.items(), key=lambda kv: rank.get(kv[0], len(rank)))) for t, d in out.items()}
 
 
-def score_run(rundir, seed: int = 0, n_resamples: int = 1000) -> dict[str, Any]:
+def execute(rundir, seed: int = 0, n_resamples: int = 1000) -> dict[str, Any]:
     """Compute every group and write scores.json."""
     info = rundir.run_info()
     order = info.get("models_order") or []
