@@ -407,8 +407,14 @@ def case_json_metric_on_text_references(p):
 
 @case
 def case_unknown_metric(p):
-    p.write("t.yaml", "name: t\ndata: data.jsonl\nmetrics: [rougeLL]\n")
-    return _run(p), ["rougeLL"]
+    p.write("t.yaml", "name: t\ndata: data.jsonl\nmetrics: [rogue]\n")
+    return _run(p), ["t.yaml", "unknown metric 'rogue'", "did you mean 'rouge'"]
+
+
+@case
+def case_unknown_metric_option(p):
+    p.write("t.yaml", "name: t\ndata: data.jsonl\nmetrics: [rouge]\nmetric_options: {rouge: {tokeniser: kiwi}}\n")
+    return _run(p), ["t.yaml", "tokeniser", "did you mean 'tokenizer'"]
 
 
 @case

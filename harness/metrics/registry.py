@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, did_you_mean
 
 # Direction of an output: higher is better, lower is better, or neither (lengths).
 HIGHER, LOWER, NEUTRAL = True, False, None
@@ -144,7 +144,7 @@ def metric_spec(name: str, where: str | None = None) -> MetricSpec:
     try:
         return METRICS[name]
     except KeyError:
-        raise HarnessError(f"unknown metric {name!r}", where=where,
+        raise HarnessError(f"unknown metric {name!r}{did_you_mean(name, METRICS)}", where=where,
                            fix=f"Use one of: {', '.join(METRICS)}.") from None
 
 
@@ -173,7 +173,8 @@ def metric_options(name: str, options: Mapping[str, Any] | None, where: str | No
                            fix="Write e.g. rouge: {tokenizer: kiwi}.")
     unknown = sorted(set(opts) - set(spec.options))
     if unknown:
-        raise HarnessError(f"unknown option(s) {', '.join(unknown)} for metric {name!r}", where=where,
+        raise HarnessError(f"unknown option(s) {', '.join(unknown)} for metric {name!r}"
+                           f"{did_you_mean(unknown[0], spec.options)}", where=where,
                            fix=f"Allowed: {', '.join(spec.options) or 'none'}.")
     return dict(opts)
 
