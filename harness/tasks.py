@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, did_you_mean
 from harness.io import read_jsonl_located, read_text, read_yaml
 from harness.metrics.lexical import detect_lang
 from harness.metrics.registry import metric_options
@@ -183,6 +183,11 @@ def _load_ref(ref: str, extra: list[Path] | None, depth: int) -> list[TaskSpec]:
                            fix="See tasks/README.md for the task format.") from None
     for name in task.metrics:  # the registry the generate stage scores with: unknown names and options
         metric_options(name, task.metric_options, where=str(path))
+    unused = [m for m in task.metric_options if m not in task.metrics]
+    if unused:  # options for a metric the task does not compute would be ignored without a word
+        raise HarnessError(f"metric_options has options for {unused[0]!r}, which the task does not compute"
+                           f"{did_you_mean(unused[0], task.metrics)}", where=str(path),
+                           fix=f"The task's metrics are {', '.join(task.metrics)}.")
     return [task]
 
 

@@ -412,6 +412,12 @@ def case_unknown_metric(p):
 
 
 @case
+def case_options_for_a_metric_the_task_does_not_compute(p):
+    p.write("t.yaml", "name: t\ndata: data.jsonl\nmetrics: [rouge]\nmetric_options: {rogue: {tokenizer: kiwi}}\n")
+    return _run(p), ["t.yaml", "options for 'rogue'", "did you mean 'rouge'"]
+
+
+@case
 def case_unknown_metric_option(p):
     p.write("t.yaml", "name: t\ndata: data.jsonl\nmetrics: [rouge]\nmetric_options: {rouge: {tokeniser: kiwi}}\n")
     return _run(p), ["t.yaml", "tokeniser", "did you mean 'tokenizer'"]
