@@ -76,7 +76,9 @@ def _save_traceback(err: BaseException) -> str:
     from datetime import datetime
 
     text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
-    root = Path(os.environ.get("HARNESS_CACHE") or Path.home() / ".cache" / "harness") / "logs"
+    from harness.env import cache_root
+
+    root = cache_root() / "logs"
     try:
         root.mkdir(parents=True, exist_ok=True)
         path = root / f"crash-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}.txt"

@@ -1,7 +1,9 @@
-"""What a run records about where it ran: versions, device, git commit."""
+"""Where harness runs: the environment switches it reads, its cache folder, and what a run
+records about where it ran (versions, device, git commit)."""
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from importlib import metadata
@@ -9,6 +11,17 @@ from pathlib import Path
 
 PACKAGES = ("harness", "torch", "transformers", "peft", "trl", "accelerate", "lm_eval", "rouge-score",
             "sacrebleu", "bert-score", "kiwipiepy", "ollama", "openai")
+
+
+def env_flag(*names: str) -> bool:
+    """True when any of the environment variables ``names`` is set to 1 / true / yes / on."""
+    return any(os.environ.get(n, "").strip().lower() in ("1", "true", "yes", "on") for n in names)
+
+
+def cache_root() -> Path:
+    """``$HARNESS_CACHE`` or ``~/.cache/harness``: zoo models, benchmark minis, the judge cache, logs."""
+    env = os.environ.get("HARNESS_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "harness"
 
 
 def package_versions() -> dict[str, str]:

@@ -15,8 +15,13 @@ _CHATTY_LOGGERS = ("transformers", "datasets", "accelerate", "peft", "trl", "lm_
 def quiet_libraries(verbose: bool = False) -> None:
     """Silence the libraries harness drives: their progress bars, warnings and info logs would
     otherwise interleave with harness's own display and push an error line off the screen.
-    ``verbose`` (``--verbose`` / HARNESS_VERBOSE=1) leaves everything on."""
-    if verbose or os.environ.get("HARNESS_VERBOSE", "").lower() in ("1", "true", "yes"):
+    ``verbose`` (``--verbose``) or HARNESS_VERBOSE=1 leaves everything on; ``--verbose`` sets
+    HARNESS_VERBOSE, so code that silences a library later (the lm-eval bridge) sees it too."""
+    from harness.env import env_flag
+
+    if verbose:
+        os.environ["HARNESS_VERBOSE"] = "1"
+    if env_flag("HARNESS_VERBOSE"):
         return
     for var, value in (("HF_HUB_DISABLE_PROGRESS_BARS", "1"), ("TRANSFORMERS_VERBOSITY", "error"),
                        ("TQDM_DISABLE", "1"), ("TOKENIZERS_PARALLELISM", "false"),
@@ -24,8 +29,19 @@ def quiet_libraries(verbose: bool = False) -> None:
         os.environ.setdefault(var, value)
     for category in (FutureWarning, DeprecationWarning, UserWarning, RuntimeWarning):
         warnings.filterwarnings("ignore", category=category)
-    for name in _CHATTY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
+    silence_loggers()
+
+
+def silence_loggers(prefixes: tuple[str, ...] = _CHATTY_LOGGERS) -> None:
+    """ERROR level for the loggers of these libraries, their module loggers included (lm-eval
+    sets levels on its own children, so the parent alone is not enough); unless HARNESS_VERBOSE."""
+    from harness.env import env_flag
+
+    if env_flag("HARNESS_VERBOSE"):
+        return
+    for name in [*logging.root.manager.loggerDict, *prefixes]:
+        if name.startswith(prefixes):
+            logging.getLogger(name).setLevel(logging.ERROR)
 
 
 class Progress:

@@ -29,6 +29,7 @@ from harness.benchmarks.minis import (
 )
 from harness.benchmarks.results import BenchmarkResult, shorten, to_result
 from harness.errors import HarnessError
+from harness.progress import silence_loggers
 
 
 def _is_offline_error(err: BaseException) -> bool:
@@ -106,18 +107,6 @@ def check_benchmark_names(names: Sequence[str], task_dirs: Sequence[str | Path] 
             raise _unknown(name, sorted(decl))
 
 
-def _quiet_lm_eval(logging) -> None:
-    """lm-eval's loggers warn about every defaulted setting ("Overwriting default num_fewshot"):
-    errors only, unless HARNESS_VERBOSE is set."""
-    import os
-
-    if os.environ.get("HARNESS_VERBOSE", "").lower() in ("1", "true", "yes"):
-        return
-    for name in list(logging.root.manager.loggerDict) + ["lm_eval", "lm-eval"]:
-        if name.startswith(("lm_eval", "lm-eval")):
-            logging.getLogger(name).setLevel(logging.ERROR)
-
-
 def _task_manager(names: Sequence[str], minis: dict[str, MiniInfo], task_dirs: Sequence[str | Path] = (),
                   log=None):
     """A TaskManager that knows every name in ``names`` (cached per process; lm-eval's default
@@ -185,7 +174,6 @@ def run_benchmarks(
     when one of them applies the chat template. ``task_dirs`` are extra folders of lm-eval task
     YAMLs. Returns ``{spec.name: BenchmarkResult}``.
     """
-    import logging
 
     from lm_eval import simple_evaluate
 
@@ -205,7 +193,7 @@ def run_benchmarks(
     tm = _task_manager(names, minis, task_dirs, log)
     version = lm_eval_version()
 
-    _quiet_lm_eval(logging)
+    silence_loggers(("lm_eval", "lm-eval"))  # it warns about every defaulted setting (num_fewshot)
     # Specs with the same settings go through one simple_evaluate call, as the lm_eval CLI does
     # with --tasks a,b,c: one request pool sorted by length, so batches (and numbers) match it.
     groups: dict[tuple, list] = {}

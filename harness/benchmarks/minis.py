@@ -30,7 +30,6 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
-import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -122,7 +121,9 @@ class MiniInfo:
 
 def cache_dir() -> Path:
     """``$HARNESS_CACHE`` or ``~/.cache/harness``."""
-    return Path(os.environ.get("HARNESS_CACHE") or Path.home() / ".cache" / "harness").expanduser()
+    from harness.env import cache_root
+
+    return cache_root()
 
 
 def lm_eval_dir() -> Path:

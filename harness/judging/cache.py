@@ -17,8 +17,9 @@ from .definition import JudgeDefinition
 
 
 def default_cache_dir() -> Path:
-    root = os.environ.get("HARNESS_CACHE") or os.path.join("~", ".cache", "harness")
-    return Path(root).expanduser() / "judge"
+    from harness.env import cache_root
+
+    return cache_root() / "judge"
 
 
 class JudgeCache:

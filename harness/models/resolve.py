@@ -146,9 +146,9 @@ def chat_template_on_disk(src: str | Path, gguf_file: str | None = None) -> bool
 
 
 def hub_offline() -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-        return True
-    return os.environ.get("TRANSFORMERS_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    from harness.env import env_flag
+
+    return env_flag("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
 def _hub_cached(ref: str, revision: str | None = None) -> bool:

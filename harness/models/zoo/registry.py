@@ -108,8 +108,9 @@ _BUILDERS = {  # name -> build(source, out_folder) -> extra marker fields
 # --------------------------------------------------------------------------- lookup
 def cache_dir() -> Path:
     """``$HARNESS_CACHE`` or ``~/.cache/harness``."""
-    env = os.environ.get("HARNESS_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "harness"
+    from harness.env import cache_root
+
+    return cache_root()
 
 
 def is_zoo_ref(s: str) -> bool:
