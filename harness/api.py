@@ -77,9 +77,9 @@ def run(config: str | Path | HarnessConfig | None = None, *, models: list[str] |
             progress.log(f"run directory: {rundir.path}")
             for note in plan.notes:
                 progress.log(f"note: {note}")
-            trusted = [n for n in plan.models if cfg.models[n].trust_remote_code]
-            if trusted:
-                progress.log(f"trust_remote_code: running the model folder's own code for {', '.join(trusted)}")
+            if plan.trusted:
+                progress.log("trust_remote_code: running the model folder's own code for "
+                             + ", ".join(plan.trusted))
             runmod.execute(plan, rundir, progress)
             if resume:
                 progress.log(f"resume: {rundir.units_reused} finished units reused, "

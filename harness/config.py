@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.errors import HarnessError, did_you_mean
-from harness.io import read_yaml
+from harness.io import read_yaml, yaml_key_lines
 
 PROMPT_FORMATS = ("chat", "alpaca", "alpaca-ko", "chatml", "zephyr", "llama3", "gemma", "phi3", "qa-ko", "plain")
 
@@ -232,38 +232,16 @@ def format_validation_error(err: ValidationError, where: str, lines: dict[tuple,
     return "; ".join(problems)
 
 
-def yaml_key_lines(text: str) -> dict[tuple, int]:
-    """The line of every mapping key / list item in a YAML text, by its path (for error places)."""
-    import yaml
-
-    out: dict[tuple, int] = {}
-
-    def walk(node, path: tuple) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                key = path + (k.value,)
-                out.setdefault(key, k.start_mark.line + 1)
-                walk(v, key)
-        elif isinstance(node, yaml.SequenceNode):
-            for i, v in enumerate(node.value):
-                out.setdefault(path + (i,), v.start_mark.line + 1)
-                walk(v, path + (i,))
-
-    try:
-        walk(yaml.compose(text, Loader=yaml.SafeLoader), ())
-    except yaml.YAMLError:
-        pass
-    return out
-
-
 def config_from_dict(data: Any, *, where: str = "config", base_dir: str | Path = ".",
-                     lines: dict[tuple, int] | None = None) -> HarnessConfig:
+                     source: Path | None = None) -> HarnessConfig:
+    """A validated config from parsed YAML; ``source`` (the file) lets an error name its lines."""
     if not isinstance(data, dict):
         raise HarnessError(f"{where}: expected a mapping with 'models:' at the top level, "
                            f"got {type(data).__name__}", fix="See README 'Configuration'.")
     try:
         cfg = HarnessConfig.model_validate({**data, "base_dir": str(base_dir)})
     except ValidationError as err:
+        lines = yaml_key_lines(source.read_text(encoding="utf-8")) if source is not None else None
         raise HarnessError(format_validation_error(err, where, lines),
                            fix="See README 'Configuration' for the allowed fields.") from None
     return cfg
@@ -274,6 +252,4 @@ def load_config(path: str | Path) -> HarnessConfig:
     p = Path(path)
     if not p.is_file():
         raise HarnessError(f"config file not found: {p}", fix="Pass --config PATH or run without one for the demo.")
-    data = read_yaml(p)
-    return config_from_dict(data, where=str(p), base_dir=p.resolve().parent,
-                            lines=yaml_key_lines(p.read_text(encoding="utf-8")))
+    return config_from_dict(read_yaml(p), where=str(p), base_dir=p.resolve().parent, source=p)

@@ -164,6 +164,31 @@ def read_yaml(path: str | os.PathLike, *, what: str = "YAML file") -> Any:
         raise HarnessError(f"{p}{line}: not valid YAML: {problem}", fix="Fix the YAML syntax.") from None
 
 
+def yaml_key_lines(text: str) -> dict[tuple, int]:
+    """The line of every mapping key / list item in a YAML text, by its path: for the place in a
+    validation error (callers parse it only when there is an error to place)."""
+    import yaml
+
+    out: dict[tuple, int] = {}
+
+    def walk(node, path: tuple) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                key = path + (k.value,)
+                out.setdefault(key, k.start_mark.line + 1)
+                walk(v, key)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                out.setdefault(path + (i,), v.start_mark.line + 1)
+                walk(v, path + (i,))
+
+    try:
+        walk(yaml.compose(text, Loader=yaml.SafeLoader), ())
+    except yaml.YAMLError:
+        pass
+    return out
+
+
 def _strict_loader(where: str):
     import yaml
 

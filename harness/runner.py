@@ -40,8 +40,6 @@ def start_rundir(cfg: HarnessConfig, plan: Plan, output_dir: str | None, resume:
     Resuming under a changed config is allowed: unit keys hash everything a unit depends on, so
     units whose key still matches are reused and the rest are computed; run.json records the
     new config and the resume."""
-    import yaml
-
     from harness.store import RunDir
 
     if resume:
@@ -50,7 +48,7 @@ def start_rundir(cfg: HarnessConfig, plan: Plan, output_dir: str | None, resume:
         info = rundir.run_info()
         old = info.get("config_hash")
         if old != cfg.hash():
-            rundir.write_text("config.yaml", yaml.safe_dump(cfg.snapshot(), allow_unicode=True, sort_keys=False))
+            _write_config(rundir, cfg)
         info.update(_plan_info(cfg, plan))
         info.setdefault("resumes", []).append({"at": _now(), "config_hash": cfg.hash(), "previous_config": old,
                                                "units_before": rundir.finished_units()})
@@ -58,10 +56,16 @@ def start_rundir(cfg: HarnessConfig, plan: Plan, output_dir: str | None, resume:
         return rundir
     root = Path(output_dir) if output_dir else cfg.resolve_path(cfg.output_dir)
     rundir = RunDir.create(root, config_hash=cfg.hash())
-    rundir.write_text("config.yaml", yaml.safe_dump(cfg.snapshot(), allow_unicode=True, sort_keys=False))
+    _write_config(rundir, cfg)
     rundir.write_json("run.json", {"run_id": rundir.path.name, "created": _now(), **_plan_info(cfg, plan),
                                    "models": {}})
     return rundir
+
+
+def _write_config(rundir, cfg: HarnessConfig) -> None:
+    import yaml
+
+    rundir.write_text("config.yaml", yaml.safe_dump(cfg.snapshot(), allow_unicode=True, sort_keys=False))
 
 
 def check_resume(resume: str | Path) -> None:
@@ -86,9 +90,8 @@ def _plan_info(cfg: HarnessConfig, plan: Plan) -> dict[str, Any]:
         "judge": {"backend": plan.judge_label, "small_local": plan.judge_label.startswith("hf:"),
                   "judges": [d.name for d in plan.judges] if plan.judge_backend is not None else []},
     }
-    trusted = [n for n in plan.models if cfg.models[n].trust_remote_code]
-    if trusted:
-        info["trust_remote_code"] = trusted
+    if plan.trusted:
+        info["trust_remote_code"] = plan.trusted
     return info
 
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from harness.errors import HarnessError, did_you_mean
-from harness.io import read_jsonl_located, read_text, read_yaml
+from harness.io import read_jsonl_located, read_text, read_yaml, yaml_key_lines
 from harness.metrics.lexical import detect_lang
 from harness.metrics.registry import metric_options
 from harness.records import Sample
@@ -176,7 +176,7 @@ def _load_ref(ref: str, extra: list[Path] | None, depth: int) -> list[TaskSpec]:
     try:
         task = TaskSpec.model_validate({**data, "source": str(path)})
     except ValidationError as err:
-        from harness.config import format_validation_error, yaml_key_lines
+        from harness.config import format_validation_error
 
         lines = yaml_key_lines(path.read_text(encoding="utf-8"))
         raise HarnessError(format_validation_error(err, str(path), lines, _task_schema_at),

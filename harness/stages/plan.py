@@ -44,6 +44,11 @@ class Plan:
     def close(self) -> None:
         self._pool = None  # the loaded weights are freed with the pool
 
+    @property
+    def trusted(self) -> list[str]:
+        """Evaluated models that run their folder's own code (consent was checked while planning)."""
+        return [n for n in self.models if self.config.models[n].trust_remote_code]
+
 
 def make_plan(cfg: HarnessConfig, models: list[str] | None = None, *, trust_remote_code: bool = False) -> Plan:
     """Resolve models, tasks and data; check everything that can be checked without weights.
@@ -105,11 +110,9 @@ def _check_remote_code(cfg: HarnessConfig, consent: bool) -> None:
 
 def remote_code_consent(flag: bool | None = None) -> bool:
     """The user's consent to run model-folder code: the CLI flag, else HARNESS_TRUST_REMOTE_CODE."""
-    import os
+    from harness.env import env_flag
 
-    if flag:
-        return True
-    return os.environ.get("HARNESS_TRUST_REMOTE_CODE", "").strip().lower() in ("1", "true", "yes", "on")
+    return bool(flag) or env_flag("HARNESS_TRUST_REMOTE_CODE")
 
 
 def _check_json_references(task: TaskSpec, items: list[Sample]) -> None:
