@@ -17,7 +17,7 @@ from typing import Any
 from harness.baseline import Baseline, load_baseline
 from harness.errors import HarnessError
 from harness.gate.lookup import Absent, Found, ScoreTable, expected_groups, judge_rate
-from harness.gate.rules import EPS, CompareRule, DropRule, load_gate_config, parse_rules
+from harness.gate.rules import EPS, CompareRule, DropRule, load_gate_config, parse_rules, split_drop_key
 from harness.store import RunDir
 
 DROP_RESAMPLES = 2000  # bootstrap resamples of the paired max_drop test (seed 0)
@@ -197,11 +197,8 @@ def _eval_drop(rule: DropRule, scores: ScoreTable, baseline: Baseline, run: RunD
     all_models = set(scores.models) | set(bscores.models)
     rows: list[GateRow] = []
     for key, limit in rule.limits.items():
-        first, _, tail = key.partition(".")
-        if tail and first in all_models:
-            targets, rest = [first], tail
-        else:
-            targets, rest = None, key
+        model, rest = split_drop_key(key, all_models)
+        targets = [model] if model is not None else None
         res = bscores.resolve(rest, f"{where} max_drop.{key}")
         if isinstance(res, Absent):
             rows.append(_absent_row(f"max_drop {key} <= {limit:g} vs {baseline.name}", rule.name, res.reason))

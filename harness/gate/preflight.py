@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from harness.gate.lookup import ScoreTable
-from harness.gate.rules import CompareRule, DropRule, parse_rules
+from harness.gate.rules import CompareRule, DropRule, parse_rules, split_drop_key
 
 
 def expected_scores(groups: dict[str, tuple[str, dict[str, Iterable[str]]]]) -> dict[str, Any]:
@@ -46,7 +46,6 @@ def preflight(rules: Any, groups: dict[str, Any], models: list[str], *, where: s
                     check(ref.model, ref.rest, here)
         elif isinstance(rule, DropRule):
             for key in rule.limits:
-                first, _, tail = key.partition(".")
-                model, rest = (first, tail) if tail and first in table.models else (None, key)
+                model, rest = split_drop_key(key, table.models)
                 check(model, rest, f"{here} max_drop.{key}")
     return parsed

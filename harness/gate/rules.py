@@ -101,6 +101,13 @@ class DropRule:
 Rule = CompareRule | DropRule
 
 
+def split_drop_key(key: str, models) -> tuple[str | None, str]:
+    """A ``max_drop`` key -> (model or None for every model, the metric address): ``sft.rougeL``
+    names one model when ``sft`` is a model, else the whole key is ``[group.]metric``."""
+    first, _, tail = key.partition(".")
+    return (first, tail) if tail and first in models else (None, key)
+
+
 def _bad(rule: Any, why: str, where: str) -> HarnessError:
     return HarnessError(f"{where}: bad gate rule {rule!r}: {why}.", fix=f"Grammar: {GRAMMAR}.")
 
