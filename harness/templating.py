@@ -13,13 +13,16 @@ templates are rendered by transformers, which sandboxes them the same way.)
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from harness.errors import HarnessError
 
 
+@functools.lru_cache(maxsize=2)
 def sandboxed_env(*, strict: bool = False):
-    """A fresh sandboxed Jinja environment (StrictUndefined when ``strict``)."""
+    """The sandboxed Jinja environment (StrictUndefined when ``strict``); one per kind, reused
+    (an immutable sandbox holds no per-template state)."""
     import jinja2
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 

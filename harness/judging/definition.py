@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -74,6 +74,7 @@ class JudgeDefinition:
     templates: dict[str, str]
     path: Path
     hash: str
+    _compiled: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # lang -> template
 
     @property
     def name(self) -> str:
@@ -129,8 +130,9 @@ class JudgeDefinition:
 
         pl = self.prompt_lang(lang)
         where = str((self.path.parent / self.spec.prompts[pl]).resolve())
-        tpl = compile_template(self.templates[pl], where, strict=True)
-        user = render_template(tpl, where, lang=pl, min=self.lo, max=self.hi, **variables).strip()
+        if pl not in self._compiled:  # compiled once per language, not once per judged item
+            self._compiled[pl] = compile_template(self.templates[pl], where, strict=True)
+        user = render_template(self._compiled[pl], where, lang=pl, min=self.lo, max=self.hi, **variables).strip()
         messages = []
         system = self.spec.system.get(pl) or self.spec.system.get("en")
         if system:
@@ -214,7 +216,7 @@ def load_judge(name_or_path: str | os.PathLike) -> JudgeDefinition:
     import jinja2
     from jinja2 import meta
 
-    from harness.templating import compile_template, render_template, sandboxed_env
+    from harness.templating import sandboxed_env
 
     allowed = _POINTWISE_VARS if spec.kind == "pointwise" else _PAIRWISE_VARS
     needed = {"answer"} if spec.kind == "pointwise" else {"answer_a", "answer_b"}
@@ -243,14 +245,13 @@ def load_judge(name_or_path: str | os.PathLike) -> JudgeDefinition:
                 fix="Add {{ " + min(missing) + " }} to the prompt.",
             )
         templates[lang] = src
-    # render each template once with stand-in values: a template the sandbox blocks fails here,
-    # before any model loads or any request is sent
-    for lang, src in templates.items():
-        where = str((yaml_path.parent / spec.prompts[lang]).resolve())
-        render_template(compile_template(src, where, strict=True), where, lang=lang, min=0, max=1,
-                        **{v: "x" for v in allowed - {"lang", "min", "max"}})
     canon = json.dumps(
         {"spec": spec.model_dump(), "templates": templates}, sort_keys=True, ensure_ascii=False
     )
     digest = hashlib.sha256(canon.encode("utf-8")).hexdigest()
-    return JudgeDefinition(spec=spec, templates=templates, path=yaml_path, hash=digest)
+    defn = JudgeDefinition(spec=spec, templates=templates, path=yaml_path, hash=digest)
+    # render each template once with stand-in values, the way judging will: a template the sandbox
+    # blocks fails here, before any model loads or any request is sent
+    for lang in templates:
+        defn.render(lang, **{v: "x" for v in allowed - {"lang", "min", "max"}})
+    return defn
