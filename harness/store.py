@@ -128,7 +128,17 @@ class RunDir:
         return io.write_jsonl(self.file(rel), rows)
 
     def write_samples(self, model: str, task: str, samples: Iterable[Sample]) -> Path:
-        return self.write_jsonl(self.samples_path(model, task).relative_to(self.path), samples)
+        return io.write_jsonl(self.samples_path(model, task), samples)
+
+    def write_benchmark(self, model: str, bench: str, records: Iterable[Any], summary: Any) -> None:
+        """A benchmark's per-question records and its summary (the lm-eval result without them)."""
+        path = self.benchmark_path(model, bench)
+        io.write_jsonl(path, records)
+        io.write_json(path.with_name(f"{bench}.summary.json"), summary)
+
+    def write_verdicts(self, judge: str, model: str, task: str, verdicts: Iterable[Verdict]) -> Path:
+        """One judge's verdicts on one model's (pairwise: ``<a>_vs_<b>``) answers to one task."""
+        return io.write_jsonl(self.verdicts_path(judge, model, task), verdicts)
 
     # ------------------------------------------------------------------ reads
     def read_json(self, rel: str | os.PathLike) -> Any:
@@ -167,6 +177,9 @@ class RunDir:
             raise HarnessError(f"{where}: schema {data.get('schema')!r} is not supported (expected 1)",
                                fix="Re-score the run with this version of harness.")
         return data
+
+    def has_samples(self, model: str, task: str) -> bool:
+        return self.samples_path(model, task).is_file()
 
     def samples(self, model: str, task: str) -> list[Sample]:
         path = self.samples_path(model, task)

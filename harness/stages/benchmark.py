@@ -42,6 +42,5 @@ def _benchmark_model(plan: Plan, pool, name: str, rundir, progress: Progress) ->
     seconds = round(time.perf_counter() - t0, 3)
     for bench, key in todo:
         result = results[bench.name]
-        rundir.write_jsonl(f"benchmarks/{name}/{bench.name}.jsonl", result.samples)
-        rundir.write_json(f"benchmarks/{name}/{bench.name}.summary.json", result.to_dict())
+        rundir.write_benchmark(name, bench.name, result.samples, result.to_dict())
         rundir.mark_unit_done(key, {"unit": f"benchmark {name} {bench.name}", "seconds": seconds / len(todo)})

@@ -94,7 +94,7 @@ def execute(plan: Plan, rundir, progress, model_info: dict[str, Any]) -> None:
                     samples = _generate_samples(engine, fmt, pool.system_prompt(name), items, name, task,
                                                 cfg, update)
             _score_per_sample(samples, task)
-            rundir.write_jsonl(f"samples/{name}/{task.name}.jsonl", [s.to_dict() for s in samples])
+            rundir.write_samples(name, task.name, samples)
             rundir.mark_unit_done(key, {"unit": f"generate {name} {task.name}",
                                         "seconds": round(time.perf_counter() - t0, 3)})
             save_models(rundir, model_info)

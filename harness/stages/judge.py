@@ -67,7 +67,7 @@ def _samples(rundir, models: list[str], tasks: list[str], limit: int | None) -> 
     out: dict[str, list] = {}
     for m in models:
         for t in tasks:
-            if rundir.exists(f"samples/{m}/{t}.jsonl"):
+            if rundir.has_samples(m, t):
                 ss = rundir.samples(m, t)
                 out.setdefault(m, []).extend(ss[:limit] if limit else ss)
     return out
@@ -105,7 +105,7 @@ def execute(plan, rundir, progress, pool_factory: Callable[[], Any]) -> None:
                 for v in verdicts:
                     by_pair.setdefault(v.model, []).append(v)
                 for pair, vs in by_pair.items():
-                    rundir.write_jsonl(f"judge/{defn.name}/{pair}/{task.name}.jsonl", [v.to_dict() for v in vs])
+                    rundir.write_verdicts(defn.name, pair, task.name, vs)
                 rundir.mark_unit_done(key, {"unit": f"judge {defn.name} pairwise {task.name}",
                                             "seconds": round(time.perf_counter() - t0, 3)})
             continue
@@ -127,6 +127,6 @@ def execute(plan, rundir, progress, pool_factory: Callable[[], Any]) -> None:
         seconds = round(time.perf_counter() - t0, 3)
         for model, task_name, key, items in pending:
             mine = [v for v in verdicts if v.model == model and v.task == task_name]
-            rundir.write_jsonl(f"judge/{defn.name}/{model}/{task_name}.jsonl", [v.to_dict() for v in mine])
+            rundir.write_verdicts(defn.name, model, task_name, mine)
             rundir.mark_unit_done(key, {"unit": f"judge {defn.name} {model} {task_name}",
                                         "seconds": round(seconds * len(items) / len(all_items), 3)})

@@ -213,7 +213,7 @@ def _benchmark_groups(rundir, order: list[str], seed: int, n_resamples: int) -> 
     for model, bench, _ in files:
         if not (_planned(info, "models_order", model) and _planned(info, "benchmarks", bench)):
             continue
-        summary = rundir.read_json(f"benchmarks/{model}/{bench}.summary.json")
+        summary = rundir.benchmark_summary(model, bench)
         by_bench.setdefault(bench, {})[model] = BenchmarkResult.from_dict(summary, rundir.benchmark_records(model, bench))
     rank = {m: i for i, m in enumerate(order)}
     groups = {}
