@@ -47,7 +47,9 @@ class HFEngine:
             tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
         tokenizer.padding_side = "left"
         self.model.eval()
-        self.info = EngineInfo("hf", _version("transformers"), details={"device": str(device)})
+        from harness.env import package_version
+
+        self.info = EngineInfo("hf", package_version("transformers") or "", details={"device": str(device)})
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -363,11 +365,3 @@ def _cut(text: str, stops: Sequence[str]) -> str:
     idx = [text.find(s) for s in stops if s and s in text]
     return text[: min(idx)] if idx else text
 
-
-def _version(dist: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return ""

@@ -136,12 +136,9 @@ def lm_eval_dir() -> Path:
 
 
 def lm_eval_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from harness.env import package_version
 
-    try:
-        return version("lm_eval")
-    except PackageNotFoundError:  # pragma: no cover
-        return "unknown"
+    return package_version("lm_eval") or "unknown"
 
 
 def _source_file(rel: str) -> Path:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import importlib.metadata
 import importlib.util
 import json
 import os
@@ -140,10 +139,9 @@ def _package_dir(entry: ZooEntry) -> Path | None:
 
 
 def _installed_version(entry: ZooEntry) -> str | None:
-    try:
-        return importlib.metadata.version(entry.package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
+    from harness.env import package_version
+
+    return package_version(entry.package)
 
 
 def _source(entry: ZooEntry) -> Path:
