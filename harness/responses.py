@@ -8,7 +8,6 @@ notebook saved as an object, a number, a boolean) are stored as JSON text, never
 
 from __future__ import annotations
 
-import ast
 import json
 from pathlib import Path
 from typing import Any
@@ -27,20 +26,12 @@ def answer_text(value: Any) -> str:
 
 
 def looks_like_python_literal(text: str) -> bool:
-    """True for text that is a Python dict/list literal but not JSON (``{'a': True}``): how a
-    notebook prints a dict. Such answers score invalid JSON unless a task allows lenient JSON."""
-    stripped = (text or "").strip()
-    if not stripped.startswith(("{", "[")):
-        return False
-    try:
-        json.loads(stripped)
-        return False
-    except ValueError:
-        pass
-    try:
-        return isinstance(ast.literal_eval(stripped), (dict, list))
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        return False
+    """True for an answer that strict JSON parsing rejects but the lenient reading accepts (a
+    Python dict/list literal such as ``{'a': True}``, the way a notebook prints a dict): exactly
+    the answers ``valid_json`` scores 0 and ``json_lenient`` scores 1."""
+    from harness.metrics.structured import extract_json, read_lenient_json
+
+    return extract_json(text) is None and read_lenient_json(text) is not None
 
 
 def match_responses(path: Path, field: str, model: str, task, items: list[Sample]) -> list[Sample]:
