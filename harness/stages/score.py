@@ -165,8 +165,7 @@ def _planned(info: dict[str, Any], key: str, name: str) -> bool:
     return name in names
 
 
-def _task_samples(rundir) -> dict[str, dict[str, list[Sample]]]:
-    info = rundir.run_info()
+def _task_samples(rundir, info: dict[str, Any]) -> dict[str, dict[str, list[Sample]]]:
     order = info.get("models_order") or []
     out: dict[str, dict[str, list[Sample]]] = {}
     for model, task, _ in rundir.sample_files():
@@ -181,7 +180,7 @@ def execute(rundir, seed: int = 0, n_resamples: int = 1000) -> dict[str, Any]:
     info = rundir.run_info()
     order = info.get("models_order") or []
     groups: dict[str, Any] = {}
-    by_task = _task_samples(rundir)
+    by_task = _task_samples(rundir, info)
     task_order = info.get("tasks") or []
     tasks = [t for t in task_order if t in by_task] + [t for t in by_task if t not in task_order]
     for task in tasks:
@@ -193,22 +192,22 @@ def execute(rundir, seed: int = 0, n_resamples: int = 1000) -> dict[str, Any]:
                 pooled.setdefault(m, []).extend(Sample(**{**s.to_dict(), "id": f"{s.task}/{s.id}"}) for s in ss)
         groups["all"] = task_group(pooled, seed=seed, n_resamples=n_resamples, corpus=False)
         groups["all"]["info"]["tasks"] = tasks
-    groups.update(_benchmark_groups(rundir, order, seed, n_resamples))
-    groups.update(_judge_groups(rundir, order, seed))
+    groups.update(_benchmark_groups(rundir, info, seed, n_resamples))
+    groups.update(_judge_groups(rundir, info, seed))
     scores = {"schema": 1, "run_id": info.get("run_id"), "config_hash": info.get("config_hash"),
               "models": order, "groups": groups}
     rundir.write_json("scores.json", scores)
     return scores
 
 
-def _benchmark_groups(rundir, order: list[str], seed: int, n_resamples: int) -> dict[str, Any]:
+def _benchmark_groups(rundir, info: dict[str, Any], seed: int, n_resamples: int) -> dict[str, Any]:
     """One group per benchmark from benchmarks/<model>/<bench>.jsonl + .summary.json."""
     files = rundir.benchmark_files()
     if not files:
         return {}
     from harness.benchmarks import BenchmarkResult, benchmark_group
 
-    info = rundir.run_info()
+    order = info.get("models_order") or []
     by_bench: dict[str, dict[str, Any]] = {}
     for model, bench, _ in files:
         if not (_planned(info, "models_order", model) and _planned(info, "benchmarks", bench)):
@@ -223,17 +222,11 @@ def _benchmark_groups(rundir, order: list[str], seed: int, n_resamples: int) -> 
     return groups
 
 
-def _judge_groups(rundir, order: list[str], seed: int) -> dict[str, Any]:
-    if not rundir.verdict_files():
-        return {}
-    return judge_groups(rundir, order, seed=seed)
-
-
-def judge_groups(rundir, order: list[str], seed: int = 0) -> dict[str, Any]:
+def _judge_groups(rundir, info: dict[str, Any], seed: int) -> dict[str, Any]:
     """scores.json groups 'judge' (pointwise) and 'judge-pairwise' from stored verdicts."""
     from harness.judging import summarize_pairwise, summarize_pointwise
 
-    info = rundir.run_info()
+    order = info.get("models_order") or []
     pointwise, pairwise = [], []
     for judge, model, task, _ in rundir.verdict_files():
         if not all((_planned(info, "judges", judge), _planned(info, "models_order", model),
@@ -241,16 +234,16 @@ def judge_groups(rundir, order: list[str], seed: int = 0) -> dict[str, Any]:
             continue
         vs = rundir.verdicts(judge, model, task)
         (pairwise if "_vs_" in model else pointwise).extend(vs)
-    run_judge = rundir.run_info().get("judge", {})
-    info = {"judge_model": run_judge.get("backend"), "small_local": run_judge.get("small_local", False)}
+    run_judge = info.get("judge", {})
+    judge_info = {"judge_model": run_judge.get("backend"), "small_local": run_judge.get("small_local", False)}
     groups: dict[str, Any] = {}
     if pointwise:
         present = [m for m in order if any(v.model == m for v in pointwise)]
         groups["judge"] = summarize_pointwise(pointwise, present, seed=seed)
-        groups["judge"]["info"].update(info)
+        groups["judge"]["info"].update(judge_info)
     if pairwise:
         group = summarize_pairwise(pairwise, seed=seed)
-        group["info"].update(info)
+        group["info"].update(judge_info)
         group["info"].update(_pairwise_views(group))
         groups["judge-pairwise"] = group
     return groups
