@@ -227,10 +227,12 @@ def read_rows_located(path: Path, encoding: str = "utf-8") -> list[tuple[str, di
         rows = [(f"{path} row {i}", r) for i, r in enumerate(pq.read_table(path).to_pylist(), 1)]
     elif suffix in (".csv", ".tsv"):
         import csv
+        import io as text_io
 
-        with path.open(encoding=encoding, newline="") as f:
-            reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
-            rows = [(f"{path}:{reader.line_num}", r) for r in reader]
+        # through read_text, so a CSV that is not valid in its encoding names the line too
+        reader = csv.DictReader(text_io.StringIO(read_text(path, what="data file", encoding=encoding), newline=""),
+                                delimiter="\t" if suffix == ".tsv" else ",")
+        rows = [(f"{path}:{reader.line_num}", r) for r in reader]
     else:
         raise HarnessError(f"{path}: unsupported data format '{suffix}'", fix="Use .json, .jsonl, .parquet or .csv.")
     if not rows:

@@ -381,6 +381,13 @@ def case_data_not_utf8(p):
 
 
 @case
+def case_csv_data_not_utf8(p):
+    p.write("data.csv", "instruction,output\nhello,world\n".encode() + "안녕,세상\n".encode("cp949"))
+    p.write("t.yaml", "name: t\ndata: data.csv\nmetrics: [exact_match]\n")
+    return _run(p), ["data.csv:3", "not valid utf-8", "encoding:"]
+
+
+@case
 def case_data_empty(p):
     p.write("data.jsonl", "\n")
     return _run(p), ["data file is empty"]
