@@ -113,9 +113,10 @@ def read_text(path: str | os.PathLike, *, what: str = "file", encoding: str = "u
     return text.removeprefix("\ufeff")
 
 
-def read_json(path: str | os.PathLike, *, what: str = "JSON file", fix: str | None = None) -> Any:
+def read_json(path: str | os.PathLike, *, what: str = "JSON file", fix: str | None = None,
+              encoding: str = "utf-8") -> Any:
     p = Path(path)
-    text = read_text(p, what=what, fix=fix)
+    text = read_text(p, what=what, encoding=encoding, fix=fix)
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:

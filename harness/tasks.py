@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from harness.errors import HarnessError, did_you_mean
-from harness.io import read_jsonl_located, read_text, read_yaml, yaml_key_lines
+from harness.io import read_json, read_jsonl_located, read_text, read_yaml, yaml_key_lines
 from harness.metrics.lexical import detect_lang
 from harness.metrics.registry import metric_options
 from harness.records import Sample
@@ -212,10 +212,7 @@ def read_rows_located(path: Path, encoding: str = "utf-8") -> list[tuple[str, di
     if suffix == ".jsonl":
         rows = [(f"{path}:{i}", row) for i, row in read_jsonl_located(path, what="data file", encoding=encoding)]
     elif suffix == ".json":
-        try:
-            data = json.loads(read_text(path, what="data file", encoding=encoding))
-        except json.JSONDecodeError as err:
-            raise HarnessError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
+        data = read_json(path, what="data file", encoding=encoding)
         if isinstance(data, dict):
             data = next((v for v in data.values() if isinstance(v, list)), None)
         if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
