@@ -56,11 +56,11 @@ def run(config: str | Path | HarnessConfig | None = None, *, models: list[str] |
     from harness import runner as runmod
     from harness.progress import Progress
     from harness.stages import score
-    from harness.stages.plan import check_gates, check_judge, make_plan, remote_code_consent
+    from harness.stages.plan import check_gates, check_judge, make_plan, remote_code_consent, switched_off
 
     if resume:
         runmod.check_resume(resume)
-    cfg = load_config(config)
+    configured = cfg = load_config(config)
     bench = None if benchmarks is None else [b for b in benchmarks if b != "none"]
     judge_cfg = None
     if judge is not None:
@@ -68,8 +68,8 @@ def run(config: str | Path | HarnessConfig | None = None, *, models: list[str] |
     cfg = _override(cfg, tasks=tasks, benchmarks=bench, judge=judge_cfg, limit=limit)
     plan = make_plan(cfg, models, trust_remote_code=remote_code_consent(trust_remote_code))
     check_judge(plan)  # a judge server that is down fails here, before any model loads
-    check_gates(plan, with_baselines=gate,
-                output_root=Path(output_dir) if output_dir else cfg.resolve_path(cfg.output_dir))
+    plan.switched_off = switched_off(configured, plan)
+    check_gates(plan, with_baselines=gate, output_root=Path(output_dir) if output_dir else cfg.resolve_path(cfg.output_dir))
     rundir = runmod.start_rundir(cfg, plan, str(output_dir) if output_dir else None,
                                  str(resume) if resume else None)
     try:

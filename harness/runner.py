@@ -92,6 +92,8 @@ def _plan_info(cfg: HarnessConfig, plan: Plan) -> dict[str, Any]:
     }
     if plan.trusted:
         info["trust_remote_code"] = plan.trusted
+    if plan.switched_off:  # the gate fails these closed ("configured but did not run")
+        info["switched_off"] = plan.switched_off
     return info
 
 

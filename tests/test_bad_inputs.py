@@ -696,6 +696,31 @@ def test_valid_gates_pass_the_preflight_and_gate_the_run(tmp_path):
     assert result.exit_code == 1, result.output
 
 
+def test_gates_on_groups_switched_off_on_the_command_line_fail_closed_not_up_front(tmp_path):
+    """A gate on a benchmark or judge that flags turned off (`--benchmarks none`, `--judge none`)
+    or on a model left out by `--models` is a failed gate at the end (exit 1), not an input error."""
+    p = _valid(tmp_path)
+    p.config_text("  mine: {responses: answers.jsonl}\n  other: {responses: answers.jsonl}\n",
+                  extra="benchmarks: [mmlu-mini]\njudge: {backend: 'ollama:llama3'}\n"
+                        "gates: ['mine.mmlu-mini.acc >= 0.1', 'mine.judge >= 1', 'other.exact_match >= 0.5']\n")
+    args = _run(p, "--benchmarks", "none", "--judge", "none", "--models", "mine")
+    assert _invoke(args).exit_code == 0
+    result = _invoke([*args, "--gate"])
+    assert result.exit_code == 1 and "fail-closed" in result.output, result.output
+
+
+def test_max_drop_keys_are_checked_against_the_baseline_before_the_run(tmp_path):
+    p = _valid(tmp_path)
+    assert _invoke(_run(p)).exit_code == 0
+    run = next((tmp_path / "out").iterdir())
+    assert _invoke(["baseline", "save", str(run), "--name", "b", "--dir", str(tmp_path / "baselines")]).exit_code == 0
+    p.config_text(extra="baseline: b\ngates: [{max_drop: {exact_mach: 0.1}}]\n")
+    line = _assert_one_clean_line(_invoke(_run(p, "--gate")), ["max_drop.exact_mach", "did you mean 'exact_match'"])
+    assert "baseline 'b'" in line
+    p.config_text(extra="baseline: b\ngates: [{max_drop: {exact_match: 0.1}}]\n")
+    assert _invoke(_run(p, "--gate")).exit_code == 0
+
+
 def test_there_are_at_least_45_cases():
     assert len(CASES) >= 45
 

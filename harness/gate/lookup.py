@@ -180,8 +180,9 @@ class ScoreTable:
 
 def expected_groups(run_info: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
     """The groups the run set out to produce: the names of the tasks that ran (suites expanded,
-    as run.json records them), ``all`` when there were several, its benchmarks and (when a judge
-    was on) ``judge``. A missing one fails closed instead of being an unknown name."""
+    as run.json records them), ``all`` when there were several, its benchmarks, ``judge`` (when a
+    judge was on) and the groups command-line flags switched off (run.json ``switched_off``). A
+    missing one fails closed instead of being an unknown name."""
     tasks = run_info.get("tasks")
     if tasks is None:  # a run directory written by hand: what its config names
         tasks = [Path(t).stem if t.endswith((".yaml", ".yml")) else t for t in cfg.get("tasks") or []
@@ -197,6 +198,7 @@ def expected_groups(run_info: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
     judge = run_info.get("judge") if isinstance(run_info.get("judge"), dict) else cfg.get("judge")
     if isinstance(judge, dict) and str(judge.get("backend", "none")) not in ("none", "", "None"):
         out.append("judge")
+    out += [g for g in run_info.get("switched_off") or [] if isinstance(g, str) and g not in out]
     return out
 
 

@@ -23,29 +23,34 @@ def expected_scores(groups: dict[str, tuple[str, dict[str, Iterable[str]]]]) -> 
 
 
 def preflight(rules: Any, groups: dict[str, Any], models: list[str], *, where: str = "gates",
-              open_ended: Iterable[str] = ()) -> list:
-    """Parse ``rules`` and resolve every score they name against the ``groups`` skeleton; raise
-    HarnessError for a grammar mistake, an unknown model or an unknown metric. Metric names that
-    start with an ``open_ended`` prefix (per-field JSON accuracy) are only known after the run."""
+              open_ended: Iterable[str] = (), switched_off: Iterable[str] = ()) -> list:
+    """Parse ``rules`` and resolve every score a comparison rule names against the ``groups``
+    skeleton, as the gate will against the run's scores; raise HarnessError for a grammar
+    mistake, an unknown model or an unknown metric. ``models`` are all configured models (one
+    left out by ``--models`` is missing at gate time, not unknown); ``switched_off`` groups (a
+    benchmark or judge turned off on the command line) fail closed at gate time, as the gate
+    treats them. Metric names with an ``open_ended`` prefix (per-field JSON accuracy) are only
+    known after the run. ``max_drop`` keys resolve against a baseline: see ``preflight_drop``."""
     parsed = parse_rules(rules, where=where)
-    table = ScoreTable(groups, label="the scores this run will produce", models=models)
+    table = ScoreTable(groups, label="the scores this run will produce", models=models,
+                       expected_groups=switched_off)
     prefixes = tuple(open_ended)
-
-    def check(model: str | None, rest: str, here: str) -> None:
-        if model is not None:
-            table.check_model(model, here)
-        if any(p in rest for p in prefixes):
-            return
-        table.resolve(rest, here)
-
     for i, rule in enumerate(parsed):
+        if not isinstance(rule, CompareRule):
+            continue
         here = f"{where}[{i}] '{rule.label}'"
-        if isinstance(rule, CompareRule):
-            for ref in (rule.left, rule.right_ref):
-                if ref is not None:
-                    check(ref.model, ref.rest, here)
-        elif isinstance(rule, DropRule):
-            for key in rule.limits:
-                model, rest = split_drop_key(key, table.models)
-                check(model, rest, f"{here} max_drop.{key}")
+        for ref in (rule.left, rule.right_ref):
+            if ref is not None:
+                table.check_model(ref.model, here)
+                if not any(p in ref.rest for p in prefixes):
+                    table.resolve(ref.rest, here)
     return parsed
+
+
+def preflight_drop(rule: DropRule, baseline, run_models: Iterable[str], where: str) -> None:
+    """Every ``max_drop`` key resolved against the baseline, as the gate's check will."""
+    table = ScoreTable(baseline.groups, label=f"baseline '{baseline.name}'", models=baseline.models)
+    known = set(table.models) | set(run_models)
+    for key in rule.limits:
+        _, rest = split_drop_key(key, known)
+        table.resolve(rest, f"{where} max_drop.{key}")

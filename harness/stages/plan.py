@@ -31,6 +31,7 @@ class Plan:
     judges: list[Any] = field(default_factory=list)  # JudgeDefinitions, loaded and checked
     responses: dict[tuple[str, str], list[Sample]] = field(default_factory=dict)  # (model, task) -> answers
     notes: list[str] = field(default_factory=list)  # things the user should hear once, printed at the start
+    switched_off: list[str] = field(default_factory=list)  # score groups the config has, turned off by flags
     _pool: Any = None
 
     def pool(self):
@@ -162,15 +163,17 @@ def check_judge(plan: Plan) -> None:
 def check_gates(plan: Plan, *, with_baselines: bool = False, output_root: Path | None = None) -> None:
     """The config's gate rules against the scores this plan will produce (grammar, model and
     metric names); with ``with_baselines`` (``harness run --gate``) every baseline a max_drop
-    rule needs must exist too. Call after ``check_judge`` (the judges decide the judge groups)."""
+    rule needs must exist and name the metrics too. Groups in ``plan.switched_off`` (the command
+    line turned them off) fail closed at gate time, so naming them is no error. Call after
+    ``check_judge`` (the judges decide the judge groups)."""
     cfg = plan.config
     if not cfg.gates:
         return
     from harness.gate import DropRule, preflight
-    from harness.gate.preflight import expected_scores
+    from harness.gate.preflight import expected_scores, preflight_drop
 
-    parsed = preflight(cfg.gates, expected_scores(_expected_groups(plan)), plan.models, where="gates",
-                       open_ended=("json_field:",))
+    parsed = preflight(cfg.gates, expected_scores(_expected_groups(plan)), list(cfg.models), where="gates",
+                       open_ended=("json_field:",), switched_off=plan.switched_off)
     if not with_baselines:
         return
     from harness.baseline import load_baseline
@@ -182,7 +185,22 @@ def check_gates(plan: Plan, *, with_baselines: bool = False, output_root: Path |
             if not name:
                 raise HarnessError(f"gates[{i}] '{rule.label}': max_drop needs a baseline",
                                    fix="Set 'baseline: NAME' in the rule or the config.")
-            load_baseline(name, search)
+            preflight_drop(rule, load_baseline(name, search), cfg.models, f"gates[{i}] '{rule.label}'")
+
+
+def switched_off(configured: HarnessConfig, plan: Plan) -> list[str]:
+    """Score groups the config file asks for that command-line flags turned off for this run
+    (``--tasks``, ``--benchmarks none``, ``--judge none``)."""
+    cfg = plan.config
+    off: list[str] = []
+    if configured.tasks != cfg.tasks:
+        planned = {t.name for t in plan.tasks}
+        extra = [Path(configured.base_dir) / "tasks", Path(configured.base_dir)]
+        off += [t.name for t in load_tasks(configured.tasks, extra=extra) if t.name not in planned]
+    off += [b.name for b in configured.benchmarks if b.name not in {x.name for x in cfg.benchmarks}]
+    if configured.judge.backend != "none" and plan.judge_backend is None:
+        off += ["judge", "judge-pairwise"]
+    return off
 
 
 def _expected_groups(plan: Plan) -> dict[str, tuple[str, dict[str, list[str]]]]:
