@@ -35,7 +35,7 @@ def load_config(config: str | Path | HarnessConfig | None = None) -> HarnessConf
 def _override(cfg: HarnessConfig, **changes: Any) -> HarnessConfig:
     from harness.config import config_from_dict
 
-    data = cfg.snapshot()
+    data = cfg.model_dump(mode="json", exclude={"base_dir"})  # (not snapshot(): that hides API keys)
     for key, value in changes.items():
         if value is not None:
             data[key] = value
@@ -130,10 +130,10 @@ def print_models(config: str | Path | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("model", "kind", "resolves to", "dtype", "prompt format")
+    table = Table("model", "kind", "backend", "resolves to", "dtype", "prompt format")
     for name, d in resolve_models(config).items():
-        table.add_row(name, d.get("kind", ""), "\n  -> ".join(d.get("chain", [])), str(d.get("dtype", "-")),
-                      str(d.get("template") or "-"))
+        table.add_row(name, d.get("kind", ""), str(d.get("backend") or "-"), "\n  -> ".join(d.get("chain", [])),
+                      str(d.get("dtype", "-")), str(d.get("template") or "-"))
     Console().print(table)
 
 

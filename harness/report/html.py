@@ -18,7 +18,7 @@ from markupsafe import Markup
 
 from harness.report.charts import bar_chart, line_chart, model_colors
 from harness.report.rows import SIG_NOTE, Row, fmt, fmt_count, fmt_seconds
-from harness.report.view import ReportView, main_metric
+from harness.report.view import ReportView, engine_label, main_metric, parity_label
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -29,6 +29,7 @@ def environment() -> Environment:
     env.filters["fmt"] = fmt
     env.filters["seconds"] = fmt_seconds
     env.filters["count"] = fmt_count
+    env.globals.update(engine_label=engine_label, parity_label=parity_label)
     env.filters["tojson_obj"] = lambda v: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v
     return env
 

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from harness.report.rows import SIG_NOTE, Row, fmt, fmt_count, fmt_seconds
-from harness.report.view import ReportView, main_metric, top_differences
+from harness.report.view import ReportView, engine_label, main_metric, parity_label, top_differences
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~#])")
 
@@ -98,12 +98,14 @@ def render_header(view: ReportView) -> list[str]:
             md_escape(" → ".join(str(c) for c in chain) if isinstance(chain, list) else chain),
             md_escape(mi.get("adapter") or "–"),
             md_escape(f"{mi.get('template') or '–'} ({mi.get('template_hash') or '?'})"),
+            md_escape(engine_label(mi)),
+            md_escape(parity_label(mi)),
             md_escape(mi.get("dtype") or "–"),
             md_escape(fmt_count(mi["params"]) if mi.get("params") is not None else "–"),
             md_escape(fmt_seconds(mi.get("wall_time_s")) if mi.get("wall_time_s") is not None else "–"),
         ])
-    out += [table(["model", "resolved chain", "adapter", "template (hash)", "dtype", "params", "wall time"], rows,
-                  ["---"] * 7), ""]
+    out += [table(["model", "resolved chain", "adapter", "template (hash)", "backend", "parity vs transformers",
+                   "dtype", "params", "wall time"], rows, ["---"] * 9), ""]
     return out
 
 

@@ -93,8 +93,36 @@ def is_small_local_judge(judge: dict, groups: dict) -> str | None:
     return None
 
 
+def engine_label(mi: dict) -> str:
+    """How a model was served, for the model table: "vllm 0.32.0 (lora-combined)", "openai: llama3"."""
+    eng = mi.get("engine") if isinstance(mi.get("engine"), dict) else {}
+    backend = eng.get("backend") or mi.get("backend") or ("responses" if mi.get("kind") == "responses" else "hf")
+    label = " ".join(str(x) for x in (backend, eng.get("version")) if x)
+    if eng.get("path"):
+        label += f" ({eng['path']})"
+    if mi.get("kind") == "served":
+        label += f": {mi.get('model')} @ {mi.get('base_url') or mi.get('host')}"
+    return label
+
+
+def parity_label(mi: dict) -> str:
+    """The parity check's figures in one cell: "8/8 greedy, |Δ log p| ≤ 3e-06/token", or "–"."""
+    p = mi.get("parity")
+    if not isinstance(p, dict) or not p.get("items"):
+        return "–"
+    text = (f"{p.get('greedy_agree')}/{p.get('items')} greedy, "
+            f"|Δ log p| ≤ {float(p.get('logprob_max_abs_diff_per_token') or 0):.1g}/token")
+    return text if p.get("ok", True) else f"{text} ⚠"
+
+
 def build_warnings(models: list[str], model_info: dict, judge: dict, groups: dict) -> list[str]:
     warnings = []
+    for m in models:
+        p = (model_info.get(m) or {}).get("parity")
+        if isinstance(p, dict) and p.get("problems"):
+            warnings.append(f"{m}: the backend disagrees with transformers on the first {p.get('items')} items of "
+                            f"{p.get('task')}: " + "; ".join(str(x) for x in p["problems"])
+                            + ". Check the backend's dtype and settings before trusting its scores.")
     hashes = {}
     for m in models:
         h = (model_info.get(m) or {}).get("template_hash")
