@@ -55,6 +55,7 @@ def run(config: str | Path | HarnessConfig | None = None, *, models: list[str] |
     also checks, before anything runs, that every baseline a max_drop gate needs exists."""
     from harness import runner as runmod
     from harness.progress import Progress
+    from harness.records import Coverage
     from harness.stages import score
     from harness.stages.plan import check_gates, check_judge, make_plan, remote_code_consent, switched_off
 
@@ -86,7 +87,8 @@ def run(config: str | Path | HarnessConfig | None = None, *, models: list[str] |
                              f"{rundir.units_computed} computed")
     except BaseException as err:
         raise runmod.after_failure(rundir, not resume, err) from None
-    score.execute(rundir, seed=cfg.seed, n_resamples=cfg.bootstrap_resamples)
+    score.execute(rundir, seed=cfg.seed, n_resamples=cfg.bootstrap_resamples,
+                  coverage=Coverage(**cfg.coverage.model_dump()))
     if write_report:
         report(rundir.path)
     return rundir

@@ -172,6 +172,13 @@ class ParityConfig(_Strict):
     min_agreement: float = Field(default=0.75, ge=0, le=1, description="warn below this greedy agreement")
 
 
+class CoverageConfig(_Strict):
+    """Below this an aggregate is "insufficient": not shown as a number, never best or ▲/▼, gates fail."""
+
+    min_n: int = Field(default=10, ge=1, description="fewest scored items")
+    max_missing_share: float = Field(default=0.5, ge=0, le=1, description="largest share of missing items")
+
+
 class HarnessConfig(_Strict):
     models: dict[str, ModelSpec]
     tasks: list[str] = Field(default_factory=list)
@@ -183,6 +190,7 @@ class HarnessConfig(_Strict):
     seed: int = 0
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     parity: ParityConfig = Field(default_factory=ParityConfig)
+    coverage: CoverageConfig = Field(default_factory=CoverageConfig)
     limit: int | None = Field(default=None, ge=1, description="evaluate only the first N samples of each task")
     bootstrap_resamples: int = Field(default=1000, ge=100)
     base_dir: str = Field(default=".", exclude=True)

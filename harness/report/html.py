@@ -45,7 +45,8 @@ def script_json(data: Any) -> Markup:
 def summary_charts(rows: list[Row], models: list[str], colors: dict[str, str]) -> list[Markup]:
     charts = []
     for r in rows:
-        bars = [(c.model, c.mv.value if c.mv else None, tuple(c.mv.ci) if c.mv and c.mv.ci else None) for c in r.cells]
+        bars = [(c.model, c.mv.value if c.readable else None, tuple(c.mv.ci) if c.readable and c.mv.ci else None)
+                for c in r.cells]
         if any(v is not None for _, v, _ in bars):
             charts.append(Markup(bar_chart(r.label, bars, colors, higher_is_better=r.higher_is_better)))
     return charts

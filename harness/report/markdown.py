@@ -36,7 +36,7 @@ def table(header: list[str], rows: list[list[str]], align: list[str] | None = No
 def metric_table(rows: list[Row], models: list[str], comps: list[tuple[str, str]], *, with_n: bool = False) -> str:
     header = ["metric"] + [md_escape(m) for m in models] + [f"{md_escape(a)} − {md_escape(b)}" for a, b in comps]
     if with_n:
-        header.append("n / missing" + (" (per model)" if len(models) > 1 else ""))
+        header.append("n" + (" (per model when they differ)" if len(models) > 1 else ""))
     body = []
     for r in rows:
         arrow = {True: "↑", False: "↓", None: "·"}[r.higher_is_better]
@@ -46,8 +46,7 @@ def metric_table(rows: list[Row], models: list[str], comps: list[tuple[str, str]
             line.append(f"**{v}**" if c.best else v)
         line += [r.delta_text(d) for d in r.deltas]
         if with_n:
-            ns = [f"{c.mv.n} / {c.mv.missing}" if c.mv else "–" for c in r.cells]
-            line.append(ns[0] if len(set(ns)) == 1 else " · ".join(ns))
+            line.append(r.coverage_text())
         body.append(line)
     return table(header, body)
 
@@ -114,7 +113,7 @@ def render_markdown(view: ReportView, *, n_samples: int = 5) -> str:
     comps = view.comparisons
     out += ["## Summary", "", _legend(view), ""]
     if view.summary:
-        out += [metric_table(view.summary, view.models, comps), ""]
+        out += [metric_table(view.summary, view.models, comps, with_n=True), ""]
     else:
         out += ["_No scores were stored._", ""]
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.records import Coverage
 from harness.report.rows import Row, comparisons, metric_rows
 from harness.store import RunDir
 
@@ -231,6 +232,7 @@ def build_view(run: RunDir) -> ReportView:
         raise HarnessError(f"{run.path / 'scores.json'}: no models in the scores", fix="rerun `harness run`")
     model_info = models_info(info)
     judge_info = dict(info.get("judge") or {})
+    cov = Coverage.from_dict(scores.get("coverage"))
 
     task_groups = [g for g, d in groups.items() if d.get("kind") == "task" and g != "all"]
     bench_groups = [g for g, d in groups.items() if d.get("kind") == "benchmark"]
@@ -238,22 +240,22 @@ def build_view(run: RunDir) -> ReportView:
 
     summary: list[Row] = []
     if "all" in groups:
-        summary += metric_rows("all", groups["all"], models)
+        summary += metric_rows("all", groups["all"], models, coverage=cov)
     else:
         for g in task_groups:
-            summary += metric_rows(g, groups[g], models, label_prefix=f"{g} · ")
+            summary += metric_rows(g, groups[g], models, label_prefix=f"{g} · ", coverage=cov)
     for g in bench_groups:
-        summary += metric_rows(g, groups[g], models, label_prefix=f"{g} · ", metrics=["acc"])
+        summary += metric_rows(g, groups[g], models, label_prefix=f"{g} · ", metrics=["acc"], coverage=cov)
     for g in judge_groups:
-        summary += metric_rows(g, groups[g], models, label_prefix=f"{g} · ")
+        summary += metric_rows(g, groups[g], models, label_prefix=f"{g} · ", coverage=cov)
 
-    tasks = [Section(g, "task", metric_rows(g, groups[g], models), dict(groups[g].get("info") or {}))
+    tasks = [Section(g, "task", metric_rows(g, groups[g], models, coverage=cov), dict(groups[g].get("info") or {}))
              for g in task_groups]
     benchmarks = []
     for g in bench_groups:
-        benchmarks += metric_rows(g, groups[g], models, label_prefix=f"{g} · ", show_stderr=True)
-    judge_sections = [Section(g, "judge", metric_rows(g, groups[g], models, label_prefix=f"{g} · "), dict(groups[g].get("info") or {}))
-                      for g in judge_groups]
+        benchmarks += metric_rows(g, groups[g], models, label_prefix=f"{g} · ", show_stderr=True, coverage=cov)
+    judge_sections = [Section(g, "judge", metric_rows(g, groups[g], models, label_prefix=f"{g} · ", coverage=cov),
+                              dict(groups[g].get("info") or {})) for g in judge_groups]
     pairwise = []
     for s in judge_sections:
         if isinstance(s.info.get("matrix"), (dict, list)):
