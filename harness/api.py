@@ -115,6 +115,22 @@ def gate(run_dir: str | Path, config: str | Path | None = None, baseline: str | 
     return check_gates(run_dir, config, baseline)
 
 
+def arena(run_dir: str | Path, *, port: int = 7860, models: list[str] | None = None, host: str = "127.0.0.1",
+          voter: str | None = None, seed: int | None = None, quiet: bool = True):
+    """Serve the blind arena on a run's stored answers (gradio, offline, no share link) and return
+    the running app without blocking: ``.local_url``, ``.block_thread()``, ``.close()``. Votes are
+    appended to ``<run>/arena/votes.jsonl``; ``harness report`` ranks them."""
+    from harness.arena.app import ArenaSession, serve
+    from harness.arena.pool import ArenaPool
+    from harness.store import RunDir
+
+    if not 0 < port < 65536:
+        raise HarnessError(f"--port {port} is not a TCP port", fix="pass a number from 1 to 65535, e.g. 7860")
+    pool = ArenaPool.from_run(run_dir, models)
+    session = ArenaSession(pool, RunDir(run_dir).arena_votes_path(), voter=voter or "", seed=seed)
+    return serve(session, host=host, port=port, quiet=quiet)
+
+
 def resolve_models(config: str | Path | HarnessConfig | None = None) -> dict[str, Any]:
     """How each configured checkpoint resolves (no weights are loaded)."""
     from harness.models.resolve import resolve_models as _resolve

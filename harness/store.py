@@ -13,6 +13,7 @@ Layout (see docs/ARCHITECTURE.md)::
     samples/<model>/<task>.jsonl
     benchmarks/<model>/<bench>.jsonl  benchmarks/<model>/<bench>.summary.json
     judge/<judge>/<model>/<task>.jsonl          (pairwise: judge/<judge>/<a>_vs_<b>/<task>.jsonl)
+    arena/votes.jsonl                           (human votes, appended by `harness arena`)
 """
 
 from __future__ import annotations
@@ -116,6 +117,10 @@ class RunDir:
         return self.file(
             Path("judge") / _check_name(judge, "judge") / _check_name(model, "model") / f"{_check_name(task, 'task')}.jsonl"
         )
+
+    def arena_votes_path(self) -> Path:
+        """The human votes of `harness arena` (one JSON line each; harness.arena.votes reads and appends)."""
+        return self.file(Path("arena") / "votes.jsonl")
 
     # ------------------------------------------------------------------ atomic writes
     def write_text(self, rel: str | os.PathLike, text: str) -> Path:

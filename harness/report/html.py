@@ -16,6 +16,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
+import harness.report.arena as arena_text
 from harness.report.charts import bar_chart, line_chart, model_colors
 from harness.report.rows import SIG_NOTE, Row, fmt, fmt_count, fmt_seconds
 from harness.report.view import ReportView, engine_label, main_metric, parity_label
@@ -79,5 +80,5 @@ def render_html(view: ReportView) -> str:
         v=view, colors=colors, sig_note=SIG_NOTE,
         charts=summary_charts(view.summary, view.models, colors),
         train_charts=training_charts(view, colors),
-        data=script_json(browser_data(view)),
+        data=script_json(browser_data(view)), at=arena_text,
     )

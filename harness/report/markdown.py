@@ -6,6 +6,7 @@ import json
 import re
 from typing import Any
 
+from harness.report.arena import arena_markdown
 from harness.report.rows import SIG_NOTE, Row, fmt, fmt_count, fmt_seconds
 from harness.report.view import ReportView, engine_label, main_metric, parity_label, top_differences
 
@@ -166,6 +167,8 @@ def render_markdown(view: ReportView, *, n_samples: int = 5) -> str:
                 out += [f"Length bias: {_kv(lb)}", ""]
             elif lb is not None:
                 out += [f"Length bias: {md_escape(lb)}", ""]
+
+    out += arena_markdown(view.arena, md_escape, table)
 
     if view.training:
         out += ["## Training", ""]

@@ -13,6 +13,7 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.records import Coverage
+from harness.report.arena import ArenaSection, arena_section
 from harness.report.rows import Row, comparisons, metric_rows
 from harness.store import RunDir
 
@@ -68,6 +69,7 @@ class ReportView:
     items: list[dict[str, Any]]
     sample_metrics: list[str]
     comparisons: list[tuple[str, str]]
+    arena: ArenaSection | None = None  # human votes of `harness arena` (report/arena.py)
 
 
 def models_info(info: dict) -> dict[str, dict]:
@@ -279,6 +281,7 @@ def build_view(run: RunDir) -> ReportView:
         benchmark_info={g: dict(groups[g].get("info") or {}) for g in bench_groups},
         judge=[r for s in judge_sections for r in s.rows], judge_groups=judge_sections, pairwise=pairwise,
         training=training, items=items, sample_metrics=sample_metrics, comparisons=comparisons(models),
+        arena=arena_section(run, models),
     )
 
 
