@@ -22,7 +22,7 @@ from harness.arena.pool import ArenaPool, Matchup
 from harness.arena.votes import CHOICES, append_vote, make_vote
 from harness.errors import HarnessError
 
-_LABELS = {"left": "👈 Left is better", "right": "👉 Right is better", "tie": "🤝 Tie", "both_bad": "👎 Both bad"}
+_LABELS = {"left": "◀ Left is better", "right": "Right is better ▶", "tie": "Tie", "both_bad": "Both bad"}
 _SAID = {"left": "left is better", "right": "right is better", "tie": "a tie", "both_bad": "both bad"}
 
 
