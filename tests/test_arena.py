@@ -453,3 +453,29 @@ def test_chromium_screenshot_of_the_arena(serve, tmp_path):
     subprocess.run([CHROMIUM, *CHROME_FLAGS, f"--user-data-dir={tmp_path / 'ud2'}", f"--screenshot={png}", url],
                    capture_output=True, timeout=120, check=True)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+
+
+def test_the_command_serves_until_ctrl_c(arena_run):
+    import signal
+
+    pytest.importorskip("gradio_client")
+    from fake_judge_server import free_port
+    from gradio_client import Client
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "arena", str(arena_run.path), "--port", str(port),
+                             "--voter", "bob", "--models", "dpo,base"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith(f"arena: http://127.0.0.1:{port}/ (votes: {arena_run.path / 'arena' / 'votes.jsonl'}")
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        client.predict(api_name="/next")
+        assert "Your vote: a tie" in client.predict("", api_name="/vote_tie")
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and "arena stopped" in out
+    (vote,) = read_votes(arena_run.arena_votes_path()).votes
+    assert vote.voter == "bob" and {vote.left, vote.right} == {"dpo", "base"} and vote.choice == "tie"

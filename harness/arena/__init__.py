@@ -10,7 +10,15 @@ samples, a human vote, then the names; the votes ranked for the report.
 
 from harness.arena.agreement import Agreement, cohen_kappa, judge_human_agreement
 from harness.arena.pool import ArenaPool, Matchup
-from harness.arena.ranking import Comparison, Rating, bradley_terry, comparisons, fit_strengths, vote_counts, win_matrix
+from harness.arena.ranking import (
+    Comparison,
+    Rating,
+    bradley_terry,
+    comparisons,
+    fit_strengths,
+    vote_counts,
+    win_matrix,
+)
 from harness.arena.votes import CHOICES, Vote, VoteLog, append_vote, make_vote, read_votes
 
 __all__ = [

@@ -29,7 +29,6 @@ _SAID = {"left": "left is better", "right": "right is better", "tie": "a tie", "
 def offline_environment() -> None:
     """Turn off what would reach the network: analytics / version checks (before gradio is imported)."""
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
-    os.environ.setdefault("GRADIO_SERVER_NAME", "127.0.0.1")
 
 
 class ArenaSession:
