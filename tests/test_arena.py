@@ -293,8 +293,7 @@ def _cli_error(*args: str) -> str:
 
 
 def test_bad_input_is_one_line_exit_2(tmp_path, make_run, arena_run):
-    assert "does not exist" in _cli_error("arena", str(tmp_path / "nope")) or "not a run" in _cli_error(
-        "arena", str(tmp_path / "nope"))
+    assert "nope is not a run directory" in _cli_error("arena", str(tmp_path / "nope"))
     empty = make_run("empty", SCORES)
     assert "no stored answers" in _cli_error("arena", str(empty.path))
     single = make_run("single", SCORES, samples=_samples(["sft"]))
