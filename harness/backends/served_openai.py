@@ -180,7 +180,9 @@ class OpenAIEngine(ServedEngine):
                                f"{did_you_mean(self.model, served)} (it serves: {', '.join(served[:8])})",
                                fix="Use one of those names (an adapter served with --lora-modules NAME=PATH is "
                                    "the model NAME), or start the server with this model.")
-        card = cards.get(self.model, {})
+        card = dict(cards.get(self.model, {}))
+        if card.get("parent") and not card.get("max_model_len"):  # an adapter: its base's context
+            card["max_model_len"] = (cards.get(card["parent"]) or {}).get("max_model_len")
         keep = ("root", "parent", "max_model_len", "owned_by")
         return {k: card[k] for k in keep if card.get(k) is not None}, served
 
