@@ -314,3 +314,13 @@ def test_engine_lm_over_a_served_model(srv):
     prompt = lm.apply_chat_template([{"role": "user", "content": "2+2?"}])
     [out] = lm.generate_until([SimpleNamespace(args=(prompt, {"until": ["\n"], "max_gen_toks": 5}))])
     assert out == "A:2+2?" and posts(srv, "/v1/chat/completions")[-1]["max_tokens"] == 5
+
+
+def test_engine_lm_refuses_to_continue_an_assistant_message_through_a_chat_api(srv):
+    from harness.benchmarks.engine_lm import EngineLM
+
+    eng = openai_engine(srv)
+    lm = EngineLM(eng, chat_format=eng.chat_format(), name="served")
+    with pytest.raises(HarnessError, match="gen_prefix"):
+        lm.apply_chat_template([{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A:"}],
+                               add_generation_prompt=False)

@@ -290,10 +290,11 @@ class OpenAIEngine(ServedEngine):
         if n_prefix is None:
             n_prefix = self._echo_all([prefix])[0]["n"]
         got = self._echo_all([prefix + t for t in texts])
+        limits = [x for x in (max_length, self.max_length) if x]
+        window = min(limits) if limits else None
         out = []
         for t, g in zip(texts, got):
             lps = g["lp"][n_prefix:] if n_prefix else g["lp"][1:]
-            window = min(x for x in (max_length, self.max_length) if x) if (max_length or self.max_length) else None
             if window and len(lps) + (0 if n_prefix else 1) > window:
                 raise HarnessError(f"a text of {len(lps)} tokens is longer than the window of {window} tokens, and "
                                    f"a served model scores a prompt whole (no rolling windows)",
