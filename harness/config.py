@@ -82,6 +82,9 @@ class ModelSpec(_Strict):
     host: str | None = Field(default=None, description="Ollama server (default OLLAMA_HOST or localhost:11434)")
     api_key: str | None = None
     concurrency: int = Field(default=4, ge=1, description="requests in flight to a served model")
+    timeout: float = Field(default=120.0, gt=0, description="seconds per request to a served model")
+    max_retries: int = Field(default=4, ge=0, description="retries of a failed request (5xx, 429, dropped)")
+    bos_text: str | None = Field(default=None, description="the BOS token as text, when the server does not add it")
     vllm: dict[str, Any] = Field(default_factory=dict, description="vLLM engine options (backend: vllm)")
 
     @field_validator("prompt_format")
@@ -112,7 +115,7 @@ class ModelSpec(_Strict):
             if self.host and self.backend == "openai":
                 raise ValueError("'host' is for backend: ollama; an OpenAI-compatible server takes 'base_url'")
             return self
-        for key in ("model", "base_url", "host", "api_key"):
+        for key in ("model", "base_url", "host", "api_key", "bos_text"):
             if getattr(self, key):
                 raise ValueError(f"{key!r} only applies to a served model (backend: openai or ollama)")
         if len(given) != 1:

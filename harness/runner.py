@@ -24,6 +24,8 @@ def execute(plan: Plan, rundir, progress: Progress) -> None:
     from harness.stages import benchmark, generate, judge, parity
 
     model_info: dict[str, Any] = rundir.run_info().get("models", {}) if rundir.exists("run.json") else {}
+    if any(getattr(plan.resolved.get(n), "kind", "") == "served" for n in plan.models):
+        plan.pool().use_served_cache(rundir.served_cache_path())
     try:
         generate.execute(plan, rundir, progress, model_info)
         benchmark.execute(plan, rundir, progress, model_info)

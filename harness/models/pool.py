@@ -64,6 +64,7 @@ class ModelPool:
         self._formats: dict[str, dict] = {}
         self._device: dict[str, str] = {}
         self._vllm_groups: dict[tuple, dict[str, Any]] = {}
+        self.served_cache: Path | None = None  # set by the runner: answers of served models, per run
         self._side_pools: dict[str, tuple] = {}
         for name, r in self.resolved.items():
             if r.kind == "served":
@@ -237,9 +238,7 @@ class ModelPool:
         r = self.resolved[name]
         tok = self.tokenizer(name)
         if r.kind == "served" and not (override or r.prompt_format):
-            from harness.backends.served import ServerChatFormat
-
-            fmt = ServerChatFormat()
+            fmt = self.engine(name).chat_format()
             r.format_name, r.template_hash = fmt.name, fmt.template_hash
             return fmt
         if r.kind == "served" and tok is None and (override or r.prompt_format) == "chat":
@@ -268,9 +267,7 @@ class ModelPool:
         if r is None:
             raise HarnessError(f"model {name!r} is not in this pool (responses models have no weights)")
         if name not in self._engines and r.kind == "served":
-            from harness.backends.served import served_engine
-
-            self._engines[name] = served_engine(r)
+            self._engines[name] = self._served_engine(r)
         elif name not in self._engines and r.backend == "vllm":
             self._open_vllm(name)
         if name not in self._engines:
@@ -297,6 +294,28 @@ class ModelPool:
             self._side_pools["_hf"] = (set(members), ModelPool(members, self.device_override, self.dtype_override,
                                                                self.batch_size))
         return self._side_pools["_hf"][1].engine(name)
+
+    def use_served_cache(self, folder: Path) -> None:
+        """Keep served models' answers under ``folder`` (the run directory's); engines built
+        before (the plan's server check) are rebuilt with it."""
+        self.served_cache = folder
+        for n in [n for n in self._engines if self.resolved[n].kind == "served"]:
+            self._engines.pop(n)
+
+    def _served_engine(self, r: ResolvedModel):
+        """A client of the server that serves ``r`` (answers cached under ``served_cache`` when the
+        runner set it to a folder of the run directory, so a resumed unit does not re-ask)."""
+        srv = r.server
+        common = {"concurrency": srv["concurrency"], "timeout": srv["timeout"], "max_retries": srv["max_retries"],
+                  "cache_dir": self.served_cache}
+        if r.backend == "openai":
+            from harness.backends.served_openai import OpenAIEngine
+
+            return OpenAIEngine(srv["model"], srv["base_url"], api_key=srv.get("api_key"), bos_text=srv.get("bos_text"),
+                                **common)
+        from harness.backends.served_ollama import OllamaEngine
+
+        return OllamaEngine(srv["model"], srv["host"], **common)
 
     def release_hf(self) -> None:
         """Free the transformers side pool made by ``hf_engine``."""

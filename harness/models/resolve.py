@@ -377,7 +377,8 @@ def _server(spec) -> dict[str, Any]:
         where = {"base_url": spec.base_url or os.environ.get("OPENAI_BASE_URL") or "http://127.0.0.1:8000/v1"}
     else:
         where = {"host": spec.host or os.environ.get("OLLAMA_HOST") or "http://127.0.0.1:11434"}
-    return {"model": spec.model, **where, "api_key": spec.api_key, "concurrency": spec.concurrency}
+    return {"model": spec.model, **where, "api_key": spec.api_key, "concurrency": spec.concurrency,
+            "timeout": spec.timeout, "max_retries": spec.max_retries, "bos_text": spec.bos_text}
 
 
 def _maybe_path(root: str | None) -> Path | None:

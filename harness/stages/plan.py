@@ -297,7 +297,7 @@ def describe_model(plan: Plan, name: str) -> Any:
            "revision": r.revision}
     if r.backend != "hf":  # (absent for hf, so the keys of runs made before backends existed still match)
         out["backend"] = r.backend
-        out["server"] = {k: v for k, v in r.server.items() if k not in ("api_key", "concurrency")}
+        out["server"] = {k: v for k, v in r.server.items() if k in ("model", "base_url", "host", "bos_text")}
     return out
 
 
