@@ -241,8 +241,13 @@ def open_vllm_group(root: str, members: dict[str, list[str]], tokenizer, *, dtyp
     from vllm.lora.request import LoRARequest
     from vllm.platforms import current_platform
 
+    from harness.models.hf_load import pick_dtype
+
     opts = check_options(options)
     on_cpu = current_platform.is_cpu()
+    # "auto" as the transformers engine reads it (float32 on CPU, bf16/fp16 on a GPU); vLLM's own
+    # "auto" would run a float32 checkpoint in half precision
+    dtype = str(pick_dtype(dtype, "cpu" if on_cpu else "cuda")).removeprefix("torch.")
     root_facts = _model_facts(root, tokenizer, revision, trust_remote_code)
     root_vocab = root_facts[2]
     served = {name: serve_chain(root, list(chain), tokenizer, cache_dir=Path(cache_dir), root_vocab=root_vocab,
@@ -293,7 +298,7 @@ def open_vllm_group(root: str, members: dict[str, list[str]], tokenizer, *, dtyp
         details = {"path": s.path, "reason": s.reason, "checkpoint": s.checkpoint, "adapter": s.adapter,
                    "max_lora_rank": kw.get("max_lora_rank"), "prefix_caching": False, "seed": seed,
                    "batch_invariant": bool(getattr(vllm.envs, "VLLM_BATCH_INVARIANT", False)),
-                   "device": "cpu" if on_cpu else current_platform.device_name,
+                   "device": "cpu" if on_cpu else current_platform.device_name, "dtype": dtype,
                    "max_model_len": kw["max_model_len"], "workarounds": extra}
         engines[name] = VLLMEngine(name, group, s, lora, tokenizer, max_model_len=kw["max_model_len"],
                                    generation_eos=facts[s.checkpoint][1],
