@@ -8,6 +8,7 @@ for the module; it runs in-process on CPU, a few seconds per start."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -132,7 +133,9 @@ def _same_generations(engines, hf, pool, name):
 
 def _same_scores(engines, hf, name):
     want = hf[name].loglikelihood(PAIRS)
-    got = engines[name].loglikelihood(PAIRS)
+    seen: list[tuple[int, int]] = []
+    got = engines[name].loglikelihood(PAIRS, progress=lambda i, n: seen.append((i, n)))
+    assert seen and seen[-1] == (len(PAIRS), len(PAIRS))
     diff = max(abs(a - b) for (a, _), (b, _) in zip(got, want))
     assert diff < TOL
     assert [g for _, g in got] == [g for _, g in want]
@@ -221,8 +224,8 @@ def test_combination_equals_peft_cat(tiny, tmp_path):
     assert torch.count_nonzero(ours[next(iter(ours))]) > 0
 
 
-def test_serving_decisions_and_bad_options(tiny, pool, tmp_path):
-    from harness.backends.vllm import check_options
+def test_serving_decisions_and_bad_options(tiny, pool, tmp_path, monkeypatch):
+    from harness.backends.vllm import check_options, open_vllm_group
 
     tok = pool.tokenizer("base")
     s = serve_chain(str(tiny["base"]), [str(tiny["lora_a"])], tok, cache_dir=tmp_path, root_vocab=len(tok))
@@ -241,6 +244,9 @@ def test_serving_decisions_and_bad_options(tiny, pool, tmp_path):
         check_options({"max_model_len": 0})
     assert check_options({"kv_cache_space_gb": 2, "enforce_eager": False}) == {"kv_cache_space_gb": 2,
                                                                                 "enforce_eager": False}
+    monkeypatch.setitem(sys.modules, "vllm", None)   # as where vllm is not installed
+    with pytest.raises(HarnessError, match=r"backend: vllm needs the vllm package .*Run `make install-vllm`"):
+        open_vllm_group(str(tiny["base"]), {"base": []}, tok, cache_dir=tmp_path)
 
 
 def test_merged_path_equals_transformers(engines, hf, pool):
