@@ -36,16 +36,13 @@ from typing import Any
 
 from harness.backends.lora_chain import ServedChain, lora_rank_limit, serve_chain
 from harness.backends.tokens import Progress, TokenEngine, prepare_tokenizer
+from harness.config import VLLM_OPTIONS as OPTIONS  # noqa: F401 (re-exported for callers)
+from harness.config import check_vllm_options as check_options
 from harness.engine import EngineInfo, Generation
-from harness.errors import HarnessError, did_you_mean
+from harness.errors import HarnessError
 
 log = logging.getLogger("harness.engine")
 
-# the user's `vllm:` options and their types
-OPTIONS: dict[str, type] = {
-    "gpu_memory_utilization": float, "max_model_len": int, "tensor_parallel_size": int,
-    "enforce_eager": bool, "kv_cache_space_gb": float, "max_num_seqs": int, "max_loras": int, "seed": int,
-}
 CPU_KV_CACHE_GB = 4
 CHUNK = 256   # requests per generate() call (progress is reported between calls)
 
@@ -57,24 +54,6 @@ def _import_vllm():
         raise HarnessError(f"backend: vllm needs the vllm package ({err})",
                            fix="Run `make install-vllm` (a separate .venv-vllm) or `pip install vllm`.") from None
     return vllm
-
-
-def check_options(options: dict | None, where: str = "vllm") -> dict[str, Any]:
-    """The user's ``vllm:`` mapping, checked: unknown names (with a did-you-mean) and wrong types
-    are one-line errors."""
-    out: dict[str, Any] = {}
-    for key, value in (options or {}).items():
-        if key not in OPTIONS:
-            raise HarnessError(f"{where}.{key}: unknown option{did_you_mean(key, OPTIONS)}",
-                               fix=f"Use one of: {', '.join(OPTIONS)}.")
-        kind = OPTIONS[key]
-        ok = isinstance(value, bool) if kind is bool else \
-            isinstance(value, (int, float) if kind is float else int) and not isinstance(value, bool)
-        if not ok or (kind is not bool and value <= 0):
-            want = {bool: "true or false", int: "a positive integer", float: "a positive number"}[kind]
-            raise HarnessError(f"{where}.{key}: {value!r} is not {want}", fix=f"Give {key} {want}.")
-        out[key] = value
-    return out
 
 
 class _Group:
