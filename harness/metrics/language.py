@@ -33,7 +33,7 @@ SCRIPTS = {
     "ja": (_KANA, _HAN),
     "zh": (_HAN,),
 }
-_CODE = re.compile(r"```.*?(```|$)|`[^`\n]*`", re.S)
+_CODE = re.compile(r"```.*?(```|$)|`[^`\n]*`", re.DOTALL)
 
 
 def script_share(text: str, lang: str) -> float | None:

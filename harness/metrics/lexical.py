@@ -14,7 +14,6 @@ stage's corpus BLEU/chrF with its interval and the statistics its paired tests r
 from __future__ import annotations
 
 import functools
-import re
 import threading
 from collections import Counter
 from collections.abc import Sequence
