@@ -35,7 +35,7 @@ def load_config(config: str | Path | HarnessConfig | None = None) -> HarnessConf
 def _override(cfg: HarnessConfig, **changes: Any) -> HarnessConfig:
     from harness.config import config_from_dict
 
-    data = cfg.snapshot()
+    data = cfg.model_dump(mode="json", exclude={"base_dir"})  # (not snapshot(): that hides API keys)
     for key, value in changes.items():
         if value is not None:
             data[key] = value
@@ -55,6 +55,7 @@ def run(config: str | Path | HarnessConfig | None = None, *, models: list[str] |
     also checks, before anything runs, that every baseline a max_drop gate needs exists."""
     from harness import runner as runmod
     from harness.progress import Progress
+    from harness.records import Coverage
     from harness.stages import score
     from harness.stages.plan import check_gates, check_judge, make_plan, remote_code_consent, switched_off
 
@@ -86,7 +87,8 @@ def run(config: str | Path | HarnessConfig | None = None, *, models: list[str] |
                              f"{rundir.units_computed} computed")
     except BaseException as err:
         raise runmod.after_failure(rundir, not resume, err) from None
-    score.execute(rundir, seed=cfg.seed, n_resamples=cfg.bootstrap_resamples)
+    score.execute(rundir, seed=cfg.seed, n_resamples=cfg.bootstrap_resamples,
+                  coverage=Coverage(**cfg.coverage.model_dump()))
     if write_report:
         report(rundir.path)
     return rundir
@@ -113,6 +115,22 @@ def gate(run_dir: str | Path, config: str | Path | None = None, baseline: str | 
     return check_gates(run_dir, config, baseline)
 
 
+def arena(run_dir: str | Path, *, port: int = 7860, models: list[str] | None = None, host: str = "127.0.0.1",
+          voter: str | None = None, seed: int | None = None, quiet: bool = True):
+    """Serve the blind arena on a run's stored answers (gradio, offline, no share link) and return
+    the running app without blocking: ``.local_url``, ``.block_thread()``, ``.close()``. Votes are
+    appended to ``<run>/arena/votes.jsonl``; ``harness report`` ranks them."""
+    from harness.arena.app import ArenaSession, serve
+    from harness.arena.pool import ArenaPool
+    from harness.store import RunDir
+
+    if not 0 < port < 65536:
+        raise HarnessError(f"--port {port} is not a TCP port", fix="pass a number from 1 to 65535, e.g. 7860")
+    pool = ArenaPool.from_run(run_dir, models)
+    session = ArenaSession(pool, RunDir(run_dir).arena_votes_path(), voter=voter or "", seed=seed)
+    return serve(session, host=host, port=port, quiet=quiet)
+
+
 def resolve_models(config: str | Path | HarnessConfig | None = None) -> dict[str, Any]:
     """How each configured checkpoint resolves (no weights are loaded)."""
     from harness.models.resolve import resolve_models as _resolve
@@ -130,10 +148,10 @@ def print_models(config: str | Path | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("model", "kind", "resolves to", "dtype", "prompt format")
+    table = Table("model", "kind", "backend", "resolves to", "dtype", "prompt format")
     for name, d in resolve_models(config).items():
-        table.add_row(name, d.get("kind", ""), "\n  -> ".join(d.get("chain", [])), str(d.get("dtype", "-")),
-                      str(d.get("template") or "-"))
+        table.add_row(name, d.get("kind", ""), str(d.get("backend") or "-"), "\n  -> ".join(d.get("chain", [])),
+                      str(d.get("dtype", "-")), str(d.get("template") or "-"))
     Console().print(table)
 
 

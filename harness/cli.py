@@ -343,6 +343,27 @@ def gate(run_dir: Path = typer.Argument(..., help="A run directory."),
     raise typer.Exit(gate_main(run_dir, config=config, baseline=baseline, junit=junit))
 
 
+@app.command()
+@user_errors
+def arena(run_dir: Path = typer.Argument(..., help="A run directory with stored answers (reports/<run-id>)."),
+          port: int = typer.Option(7860, "--port", help="TCP port to listen on.", show_default=True),
+          models: str | None = typer.Option(None, "--models", "-m",
+                                            help="Comma-separated models to compare (default: every model "
+                                                 "with stored answers)."),
+          host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every "
+                                                                 "interface of this machine).", show_default=True),
+          voter: str | None = typer.Option(None, "--voter", help="Voter id stored with each vote.",
+                                           show_default="the name typed on the page, else one per browser")
+          ) -> None:
+    """Blind human arena: vote between two anonymous answers; votes go to RUN/arena/votes.jsonl."""
+    from harness import api
+
+    server = api.arena(run_dir, port=port, models=_split(models), host=host, voter=voter)
+    typer.echo(f"arena: {server.local_url} (votes: {run_dir / 'arena' / 'votes.jsonl'}; Ctrl+C stops)")
+    server.block_thread()
+    typer.echo("arena stopped; `harness report` ranks the votes")
+
+
 @baseline_app.command("save")
 @user_errors
 def baseline_save(run_dir: Path = typer.Argument(..., help="A run directory."),

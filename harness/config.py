@@ -35,14 +35,25 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+BACKENDS = ("hf", "vllm", "openai", "ollama")
+SERVED_BACKENDS = ("openai", "ollama")
+VLLM_OPTIONS = ("gpu_memory_utilization", "max_model_len", "tensor_parallel_size", "enforce_eager",
+                "kv_cache_space_gb", "max_num_seqs", "swap_space", "max_loras")
+
+
 class ModelSpec(_Strict):
-    """One checkpoint. Exactly one of ``path``, ``adapter`` or ``responses`` must be set.
+    """One checkpoint. Exactly one of ``path``, ``adapter`` or ``responses`` must be set, except
+    for a served model (``backend: openai`` / ``ollama``), which sets ``model`` instead.
 
     - ``path``: a local HF folder, a hub id, a ``.gguf`` file, or ``zoo:NAME``.
     - ``adapter``: a PEFT adapter folder; ``base`` names another model of the config or a
       path/hub id/zoo ref (default: the adapter's ``base_model_name_or_path``).
     - ``responses``: a JSON/JSONL file of answers another system generated; ``field`` is the
       answer field (default ``model_response``).
+    - ``backend``: how the weights are served: ``hf`` (transformers, default), ``vllm`` (one
+      offline vLLM engine per base, adapters as LoRA requests; options under ``vllm:``),
+      ``openai`` (an OpenAI-compatible server: ``base_url`` + ``model``), ``ollama`` (``host`` +
+      ``model``).
     """
 
     path: str | None = None
@@ -65,18 +76,59 @@ class ModelSpec(_Strict):
         default=None, description="'chat' (the tokenizer's chat template), a named format, or a Jinja template"
     )
     system_prompt: str | None = None
+    backend: Literal["hf", "vllm", "openai", "ollama"] = "hf"
+    model: str | None = Field(default=None, description="the model name a server knows (openai / ollama)")
+    base_url: str | None = Field(default=None, description="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+    host: str | None = Field(default=None, description="Ollama server (default OLLAMA_HOST or localhost:11434)")
+    api_key: str | None = None
+    concurrency: int = Field(default=4, ge=1, description="requests in flight to a served model")
+    timeout: float = Field(default=120.0, gt=0, description="seconds per request to a served model")
+    max_retries: int = Field(default=4, ge=0, description="retries of a failed request (5xx, 429, dropped)")
+    bos_text: str | None = Field(default=None, description="the BOS token as text, when the server does not add it")
+    vllm: dict[str, Any] = Field(default_factory=dict, description="vLLM engine options (backend: vllm)")
 
     @field_validator("prompt_format")
     @classmethod
     def _known_format(cls, v: str | None) -> str | None:
         return check_prompt_format(v)
 
+    @field_validator("vllm")
+    @classmethod
+    def _known_vllm_options(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for key in v:
+            if key not in VLLM_OPTIONS:
+                raise ValueError(f"unknown vLLM option {key!r}{did_you_mean(key, VLLM_OPTIONS)}; "
+                                 f"known: {', '.join(VLLM_OPTIONS)}")
+        return v
+
     @model_validator(mode="after")
     def _one_source(self) -> ModelSpec:
         given = [k for k in ("path", "adapter", "responses") if getattr(self, k)]
+        if self.backend in SERVED_BACKENDS:
+            if given:
+                raise ValueError(f"a served model (backend: {self.backend}) is named by 'model', not "
+                                 f"{given[0]!r}: the server holds the weights")
+            if not self.model:
+                raise ValueError(f"backend: {self.backend} needs 'model' (the name the server serves)")
+            if self.base_url and self.backend == "ollama":
+                raise ValueError("'base_url' is for backend: openai; Ollama takes 'host'")
+            if self.host and self.backend == "openai":
+                raise ValueError("'host' is for backend: ollama; an OpenAI-compatible server takes 'base_url'")
+            return self
+        for key in ("model", "base_url", "host", "api_key", "bos_text"):
+            if getattr(self, key):
+                raise ValueError(f"{key!r} only applies to a served model (backend: openai or ollama)")
         if len(given) != 1:
             raise ValueError("set exactly one of 'path', 'adapter' or 'responses'"
                              + (f" (got {', '.join(given)})" if given else ""))
+        if self.responses and self.backend != "hf":
+            raise ValueError(f"a responses file is not served by a backend: remove 'backend: {self.backend}'")
+        if self.vllm and self.backend != "vllm":
+            raise ValueError("'vllm' options apply only with backend: vllm")
+        if self.backend == "vllm" and (self.load_in_4bit or self.load_in_8bit or self.gguf_file
+                                       or (self.path or "").endswith(".gguf")):
+            raise ValueError("backend: vllm here serves HF checkpoints only: use backend: hf for "
+                             "bitsandbytes 4/8-bit and GGUF files")
         if self.base and not self.adapter:
             raise ValueError("'base' only applies to an 'adapter'")
         if self.load_in_4bit and self.load_in_8bit:
@@ -115,6 +167,21 @@ class JudgeConfig(_Strict):
     fallback: str | None = None  # used by the demo: backend when the first one is unreachable
 
 
+class ParityConfig(_Strict):
+    """The check of a fast backend (vLLM) against transformers on the first items of the first task."""
+
+    items: int = Field(default=8, ge=0, description="items compared (0 turns the check off)")
+    max_logprob_diff: float = Field(default=0.05, gt=0, description="warn above this |Δ log p| per token, nats")
+    min_agreement: float = Field(default=0.75, ge=0, le=1, description="warn below this greedy agreement")
+
+
+class CoverageConfig(_Strict):
+    """Below this an aggregate is "insufficient": not shown as a number, never best or ▲/▼, gates fail."""
+
+    min_n: int = Field(default=10, ge=1, description="fewest scored items")
+    max_missing_share: float = Field(default=0.5, ge=0, le=1, description="largest share of missing items")
+
+
 class HarnessConfig(_Strict):
     models: dict[str, ModelSpec]
     tasks: list[str] = Field(default_factory=list)
@@ -125,6 +192,8 @@ class HarnessConfig(_Strict):
     output_dir: str = "reports"
     seed: int = 0
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    parity: ParityConfig = Field(default_factory=ParityConfig)
+    coverage: CoverageConfig = Field(default_factory=CoverageConfig)
     limit: int | None = Field(default=None, ge=1, description="evaluate only the first N samples of each task")
     bootstrap_resamples: int = Field(default=1000, ge=100)
     base_dir: str = Field(default=".", exclude=True)
@@ -186,7 +255,13 @@ class HarnessConfig(_Strict):
         return (path if path.is_absolute() else Path(self.base_dir) / path).resolve()
 
     def snapshot(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude={"base_dir"})
+        """The config as written to a run directory: API keys are replaced by "***" (a run
+        directory is shared; use the OPENAI_API_KEY environment variable instead)."""
+        data = self.model_dump(mode="json", exclude={"base_dir"})
+        for part in [*(data.get("models") or {}).values(), data.get("judge") or {}]:
+            if isinstance(part, dict) and part.get("api_key"):
+                part["api_key"] = "***"
+        return data
 
     def hash(self) -> str:
         blob = json.dumps(self.snapshot(), sort_keys=True, ensure_ascii=False).encode()

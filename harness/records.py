@@ -65,6 +65,38 @@ class MetricValue:
         return mv
 
 
+@dataclass(frozen=True)
+class Coverage:
+    """The least an aggregate needs before a reader may take it for a result (``coverage:`` in
+    harness.yaml; stored in scores.json so reports and gates apply the same rule). Below it the
+    report shows "insufficient" instead of the number, never marks it best or ▲/▼, and a gate
+    on it fails closed."""
+
+    min_n: int = 10
+    max_missing_share: float = 0.5
+
+    def shortfall(self, mv: MetricValue | dict[str, Any] | None) -> str | None:
+        """Why ``mv`` is too thin to read ("n=2 < 10", "4/6 missing"), or None when it is enough."""
+        if mv is None:
+            return None
+        n = int((mv.get("n") if isinstance(mv, dict) else mv.n) or 0)
+        missing = int((mv.get("missing") if isinstance(mv, dict) else mv.missing) or 0)
+        if n < self.min_n:
+            return f"n={n} < {self.min_n}" + (f", {missing} missing" if missing else "")
+        total = n + missing
+        if total and missing / total > self.max_missing_share:
+            return f"{missing}/{total} missing"
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Coverage:
+        """The stored rule; the default for runs made before it was stored."""
+        return _from_dict(cls, data) if isinstance(data, dict) else cls()
+
+
 @dataclass
 class PairedTest:
     """Model ``a`` against model ``b`` on the same samples: diff = a - b."""

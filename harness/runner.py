@@ -1,6 +1,7 @@
 """The executor: sequences the stages of a run and owns the run directory's lifecycle.
 
-plan (stages/plan.py) -> generate -> preference -> benchmark -> judge (stages/*.py) -> score (stages/score.py).
+plan (stages/plan.py) -> generate -> preference -> benchmark -> judge -> parity (stages/*.py) -> score
+(stages/score.py).
 Every work unit (one model on one task, one model on one benchmark, one judge pass) has a key
 that hashes everything its result depends on. A finished unit is written to the run directory
 at once and marked done, so ``harness run --resume RUN`` skips it and an interrupted or failed
@@ -21,9 +22,11 @@ from harness.stages.plan import Plan
 
 def execute(plan: Plan, rundir, progress: Progress) -> None:
     """Run every unit not already done in ``rundir``, stage by stage (scores come after)."""
-    from harness.stages import benchmark, generate, judge, preference
+    from harness.stages import benchmark, generate, judge, parity, preference
 
     model_info: dict[str, Any] = rundir.run_info().get("models", {}) if rundir.exists("run.json") else {}
+    if any(getattr(plan.resolved.get(n), "kind", "") == "served" for n in plan.models):
+        plan.pool().use_served_cache(rundir.served_cache_path())
     try:
         generate.execute(plan, rundir, progress, model_info)
         preference.execute(plan, rundir, progress, model_info)
@@ -31,6 +34,7 @@ def execute(plan: Plan, rundir, progress: Progress) -> None:
         generate.save_models(rundir, model_info)
         if plan.judge_backend is not None:
             judge.execute(plan, rundir, progress, pool_factory=plan.pool)
+        parity.execute(plan, rundir, progress, model_info)
     finally:
         plan.close()
 

@@ -13,6 +13,8 @@ Layout (see docs/ARCHITECTURE.md)::
     samples/<model>/<task>.jsonl
     benchmarks/<model>/<bench>.jsonl  benchmarks/<model>/<bench>.summary.json
     judge/<judge>/<model>/<task>.jsonl          (pairwise: judge/<judge>/<a>_vs_<b>/<task>.jsonl)
+    arena/votes.jsonl                           (human votes, appended by `harness arena`)
+    cache/served/                               (answers of served models, so a resumed unit does not re-ask)
 """
 
 from __future__ import annotations
@@ -116,6 +118,14 @@ class RunDir:
         return self.file(
             Path("judge") / _check_name(judge, "judge") / _check_name(model, "model") / f"{_check_name(task, 'task')}.jsonl"
         )
+
+    def arena_votes_path(self) -> Path:
+        """The human votes of `harness arena` (one JSON line each; harness.arena.votes reads and appends)."""
+        return self.file(Path("arena") / "votes.jsonl")
+
+    def served_cache_path(self) -> Path:
+        """Answers of served models (openai / ollama backends), kept per run."""
+        return self.file(Path("cache") / "served")
 
     # ------------------------------------------------------------------ atomic writes
     def write_text(self, rel: str | os.PathLike, text: str) -> Path:

@@ -1,8 +1,12 @@
 """A scriptable stand-in for an Ollama server and an OpenAI-compatible server, on 127.0.0.1.
 
-Speaks ``GET /api/tags``, ``POST /api/chat`` (Ollama) and ``GET /v1/models``,
-``POST /v1/chat/completions`` (OpenAI), so the real ``ollama`` and ``openai`` clients can be
-tested against it. Each chat request is answered by an :class:`Action`:
+Speaks ``GET /api/tags``, ``GET /api/version``, ``POST /api/chat``, ``POST /api/generate``
+(Ollama) and ``GET /v1/models``, ``GET /version``, ``POST /v1/chat/completions``,
+``POST /v1/completions`` (OpenAI; ``echo`` + ``logprobs`` from a toy model, see
+tests/fake_completions.py; ``prompt_logprobs=False`` answers as llama.cpp, without prompt
+log-probs), so the real ``ollama`` and ``openai`` clients can be tested against it. Each
+chat or completion request is answered by an :class:`Action` (for a completion, the text the
+model generates; stop strings and max_tokens are applied to it):
 
 * ``Action.json({...})``  the reply content is that object as JSON (clean structured reply)
 * ``Action.text("...")``  the reply content is that text (prose, garbage, "85")
@@ -13,7 +17,7 @@ tested against it. Each chat request is answered by an :class:`Action`:
 Actions come from a FIFO queue (``server.push(...)``) and, when it is empty, from
 ``server.responder(api, payload) -> Action`` (default: ``default_action``), so scripts can be
 fixed sequences or depend on the prompt (safe under concurrency). ``server.count(path)``
-and ``server.requests`` record what arrived.
+and ``server.requests`` record what arrived; ``server.max_in_flight`` the most requests answered at once.
 
     with FakeJudgeServer(models=["llama3:latest"]) as srv:
         srv.push(Action.status(500), Action.json({"score": 85, "rationale": "ok"}))
@@ -32,6 +36,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import fake_completions  # tests/ is on sys.path (conftest, bench, or run as a script)
 
 
 @dataclass
@@ -68,7 +74,10 @@ def last_user_text(payload: dict) -> str:
 
 def default_action(api: str, payload: dict) -> Action:
     """Answer from markers in the prompt: ``SCORE=<n>`` -> {"score": n}; ``PREFER=<text>``
-    -> the answer containing <text> wins (whichever position it is in); else score 50."""
+    -> the answer containing <text> wins (whichever position it is in); else score 50.
+    A raw completion (api "completions" / "generate") answers "reply to: <prompt's last 20 chars>"."""
+    if api in ("completions", "generate"):
+        return Action.text(f"reply to: {str(payload.get('prompt', ''))[-20:]}")
     text = last_user_text(payload)
     m = re.search(r"SCORE=(\d+)", text)
     if m:
@@ -92,10 +101,20 @@ class FakeJudgeServer:
         models: list[str] | None = None,
         responder: Callable[[str, dict], Action] | None = None,
         latency: float = 0.0,
+        prompt_logprobs: bool = True,
+        adds_bos: bool = True,
+        version: str | None = "0.0.0-fake",
+        api_key: str | None = None,
     ):
         self.models = list(models) if models is not None else ["llama3:latest", "judge-model"]
         self.responder = responder or default_action
         self.latency = latency  # added to every chat request
+        self.prompt_logprobs = prompt_logprobs  # /v1/completions echoes prompt log-probs (vLLM) or not
+        self.adds_bos = adds_bos  # the toy tokenizer puts "<s>" before every prompt
+        self.version = version  # GET /version and /api/version (None: 404)
+        self.api_key = api_key  # when set, /v1/* without "Authorization: Bearer <it>" gets 401
+        self.in_flight = 0
+        self.max_in_flight = 0
         self._queue: deque[Action] = deque()
         self._lock = threading.Lock()
         self.requests: list[tuple[str, dict]] = []
@@ -191,6 +210,14 @@ class _Handler(BaseHTTPRequestHandler):
         with self.fake._lock:
             self.fake.requests.append((self.path, payload))
 
+    def _refused_key(self) -> bool:
+        key = self.fake.api_key
+        if key and self.path.startswith("/v1/") and self.headers.get("Authorization") != f"Bearer {key}":
+            self._send_json(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error",
+                                            "code": "invalid_api_key"}})
+            return True
+        return False
+
     def do_GET(self) -> None:
         if self.path == "/_fake/stats":  # for a server run in another process (bench)
             with self.fake._lock:
@@ -201,8 +228,15 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return
         self._record({})
+        if self._refused_key():
+            return
         try:
-            if self.path == "/api/tags":
+            if self.path in ("/version", "/api/version"):
+                if self.fake.version is None:
+                    self._send_json(404, {"error": "no version"})
+                else:
+                    self._send_json(200, {"version": self.fake.version})
+            elif self.path == "/api/tags":
                 self._send_json(200, {"models": [_ollama_model(m) for m in self.fake.models]})
             elif self.path in ("/v1/models", "/models"):
                 self._send_json(
@@ -228,10 +262,16 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             payload = {}
         self._record(payload)
+        if self._refused_key():
+            return
         if self.path == "/api/chat":
             api = "ollama"
         elif self.path in ("/v1/chat/completions", "/chat/completions"):
             api = "openai"
+        elif self.path in ("/v1/completions", "/completions"):
+            api = "completions"
+        elif self.path == "/api/generate":
+            api = "generate"
         else:
             self._send_json(404, {"error": f"no route {self.path}"})
             return
@@ -241,6 +281,16 @@ class _Handler(BaseHTTPRequestHandler):
             return
         action = self.fake.next_action(api, payload)
         delay = action.delay + self.fake.latency
+        with self.fake._lock:
+            self.fake.in_flight += 1
+            self.fake.max_in_flight = max(self.fake.max_in_flight, self.fake.in_flight)
+        try:
+            self._answer(api, model, payload, action, delay)
+        finally:
+            with self.fake._lock:
+                self.fake.in_flight -= 1
+
+    def _answer(self, api: str, model: str, payload: dict, action: Action, delay: float) -> None:
         try:
             if delay:
                 time.sleep(delay)
@@ -260,6 +310,15 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(action.code, err)
                 return
             content = str(action.body)
+            if api == "completions":
+                self._send_json(200, fake_completions.openai_completion(
+                    payload, content, prompt_logprobs=self.fake.prompt_logprobs, adds_bos=self.fake.adds_bos))
+                return
+            if api == "generate":
+                self._send_json(200, fake_completions.ollama_generate(payload, content))
+                return
+            stops = payload.get("stop") or (payload.get("options") or {}).get("stop") or []
+            content = fake_completions.cut(content, [stops] if isinstance(stops, str) else list(stops), None)[0]
             if api == "ollama":
                 self._send_json(
                     200,

@@ -689,11 +689,15 @@ def test_a_task_encoding_reads_legacy_korean_files(tmp_path):
 
 def test_valid_gates_pass_the_preflight_and_gate_the_run(tmp_path):
     p = _valid(tmp_path)
-    p.config_text(extra="gates: ['mine.exact_match >= 0.5', 'mine.t.length_chars > 0']\n")
+    p.config_text(extra="gates: ['mine.exact_match >= 0.5', 'mine.t.length_chars > 0']\ncoverage: {min_n: 1}\n")
     assert _invoke(_run(p, "--gate")).exit_code == 0
-    p.config_text(extra="gates: ['mine.exact_match >= 1.5']\n")  # a real failure: exit 1 after the run
+    p.config_text(extra="gates: ['mine.exact_match >= 1.5']\ncoverage: {min_n: 1}\n")  # a real failure: exit 1
     result = _invoke(_run(p, "--gate"))
     assert result.exit_code == 1, result.output
+    # the same passing gate on an aggregate below the default coverage (n=10) fails closed
+    p.config_text(extra="gates: ['mine.exact_match >= 0.5']\n")
+    result = _invoke(_run(p, "--gate"))
+    assert result.exit_code == 1 and "insufficient data" in result.output, result.output
 
 
 def test_gates_on_groups_switched_off_on_the_command_line_fail_closed_not_up_front(tmp_path):
@@ -717,7 +721,7 @@ def test_max_drop_keys_are_checked_against_the_baseline_before_the_run(tmp_path)
     p.config_text(extra="baseline: b\ngates: [{max_drop: {exact_mach: 0.1}}]\n")
     line = _assert_one_clean_line(_invoke(_run(p, "--gate")), ["max_drop.exact_mach", "did you mean 'exact_match'"])
     assert "baseline 'b'" in line
-    p.config_text(extra="baseline: b\ngates: [{max_drop: {exact_match: 0.1}}]\n")
+    p.config_text(extra="baseline: b\ngates: [{max_drop: {exact_match: 0.1}}]\ncoverage: {min_n: 1}\n")
     assert _invoke(_run(p, "--gate")).exit_code == 0
 
 

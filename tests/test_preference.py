@@ -196,13 +196,21 @@ def test_resume_reuses_the_preference_units(pref_run, monkeypatch):
 
 
 def test_dpo_alone_still_gets_its_reference(tiny_models, tmp_path, dpo_with_manifest):
-    """--models dpo: the reference (sft) is not evaluated but still scored for the reward margin."""
-    config = _project(tmp_path, _stack(tiny_models, dpo_with_manifest))
+    """--models dpo: the reference (sft) is not evaluated but still scored for the reward margin,
+    on dpo's prompts (as in DPO training), not on sft's own (sft has a system prompt here)."""
+    models = _stack(tiny_models, dpo_with_manifest)
+    models["sft"]["system_prompt"] = "SFT-SYSTEM be terse."
+    config = _project(tmp_path, models)
     run = api.run(config, models=["dpo"], tasks=["pref.yaml"]).path
     group = json.loads((run / "scores.json").read_text())["groups"]["pref"]
     assert list(group["models"]) == ["dpo"] and group["info"]["dpo_reference"]["dpo"]["reference"] == "sft"
     assert group["models"]["dpo"]["dpo_reward_margin"]["n"] == 6
     assert not (run / "samples" / "sft").exists()
+    hand_sft = _hand_logprobs(tiny_models, dpo_with_manifest, "sft")  # no system prompt: dpo's texts
+    for s, (c, r) in zip(_samples(run, "dpo"), hand_sft):
+        assert "SFT-SYSTEM" not in s["prompt"] and s["prompt"].endswith("<|assistant|>\n")
+        assert s["meta"]["ref_logp_chosen"] == pytest.approx(c[0], abs=1e-4)
+        assert s["meta"]["ref_logp_rejected"] == pytest.approx(r[0], abs=1e-4)
 
 
 @pytest.mark.parametrize("row, message", [

@@ -46,6 +46,7 @@ class EngineLM(LM):
         self.chat_format = chat_format
         self.batch_size = batch_size
         self.name = name
+        self._chat_rendered = False  # apply_chat_template made this evaluation's prompts
 
     # ------------------------------------------------------------------ scoring
     def loglikelihood(self, requests: Sequence[Any], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
@@ -77,8 +78,10 @@ class EngineLM(LM):
         for idx in groups.values():
             gen_kwargs = requests[idx[0]].args[1]
             stop, kw = generation_settings(gen_kwargs)
+            # a server-side chat format's prompts are messages for the server's chat API
+            fmt = self.chat_format if self._chat_rendered and _server_chat(self.chat_format) else None
             with _rows_per_batch(self.engine, self.batch_size):
-                gens = self.engine.generate([str(requests[i].args[0]) for i in idx], fmt=None, stop=stop, **kw)
+                gens = self.engine.generate([str(requests[i].args[0]) for i in idx], fmt=fmt, stop=stop, **kw)
             for i, g in zip(idx, gens):
                 out[i] = cut_at_stops(g.raw, stop)
                 self.cache_hook.add_partial("generate_until", (requests[i].args[0], gen_kwargs), out[i])
@@ -87,8 +90,15 @@ class EngineLM(LM):
     # ------------------------------------------------------------------ chat templates
     def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
         fmt = self._chat_format()
+        self._chat_rendered = True
         if add_generation_prompt or not chat_history:
             return fmt.render_messages(chat_history)
+        if _server_chat(fmt):
+            from harness.errors import HarnessError
+
+            raise HarnessError(f"{self.name}: this benchmark continues an assistant message (gen_prefix), which a "
+                               "server's chat API cannot do", where="benchmarks",
+                               fix="Set `prompt_format:` on the served model so the template is rendered here.")
         # a task's gen_prefix: lm-eval continues the last (assistant) message instead of closing it
         *earlier, last = chat_history
         return fmt.render_messages(earlier) + str(last.get("content", ""))
@@ -108,6 +118,11 @@ class EngineLM(LM):
             raise HarnessError(f"{self.name}: apply_chat_template needs the model's chat prompt format",
                                where="benchmarks", fix="Pass chat_format to run_benchmarks.")
         return self.chat_format
+
+
+def _server_chat(fmt: Any) -> bool:
+    """A format whose prompts are JSON chat messages for a server's chat API (backends/served.py)."""
+    return getattr(fmt, "name", None) == "server-chat"
 
 
 def generation_settings(gen_kwargs: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:

@@ -18,6 +18,7 @@ from harness.baseline import Baseline, load_baseline
 from harness.errors import HarnessError
 from harness.gate.lookup import Absent, Found, ScoreTable, expected_groups, judge_rate
 from harness.gate.rules import EPS, CompareRule, DropRule, load_gate_config, parse_rules, split_drop_key
+from harness.records import Coverage
 from harness.store import RunDir
 
 DROP_RESAMPLES = 2000  # bootstrap resamples of the paired max_drop test (seed 0)
@@ -288,7 +289,8 @@ def evaluate_gates(run_dir: str | Path, rules: Iterable[Any] | None = None, base
     rate = max_missing_rate if max_missing_rate is not None else judge_rate(cfg)
     scores = ScoreTable(doc["groups"], label=f"run {doc.get('run_id') or run.path.name}",
                         models=[*(doc.get("models") or []), *cfg_models],
-                        expected_groups=expected_groups(info, cfg), judge_rate=0.2 if rate is None else rate)
+                        expected_groups=expected_groups(info, cfg), judge_rate=0.2 if rate is None else rate,
+                        coverage=Coverage.from_dict(doc.get("coverage")))
 
     report = GateReport(run_id=doc.get("run_id") or info.get("run_id") or run.path.name, run_dir=str(run.path))
     search_dirs = [*search, Path.cwd(), run.path.resolve().parent.parent]

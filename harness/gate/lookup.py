@@ -40,8 +40,9 @@ class ScoreTable:
     """
 
     def __init__(self, groups: dict[str, Any], *, label: str, models: Iterable[str] = (),
-                 expected_groups: Iterable[str] = (), judge_rate: float | None = None):
+                 expected_groups: Iterable[str] = (), judge_rate: float | None = None, coverage: Any = None):
         self.groups = {g: b for g, b in groups.items() if isinstance(b, dict)}
+        self.coverage = coverage  # a records.Coverage: thinner scores fail closed (None: not checked)
         self.label = label
         ms: list[str] = list(models)
         for body in self.groups.values():
@@ -155,6 +156,10 @@ class ScoreTable:
             what = "judge verdicts" if body.get("kind") == "judge" else "values"
             return Absent(f"{address}: {what} missing for {missing}/{total} ({missing / total:.0%}) "
                            f"> max_missing_rate {limit:.0%}")
+        short = self.coverage.shortfall(mv) if self.coverage is not None else None
+        if short:
+            return Absent(f"{address}: insufficient data in {self.label} ({short}); coverage.min_n "
+                          f"{self.coverage.min_n}, max_missing_share {self.coverage.max_missing_share:g}")
         ci = mv.get("ci")
         ci_t = (float(ci[0]), float(ci[1])) if isinstance(ci, (list, tuple)) and len(ci) == 2 \
             and all(isinstance(c, (int, float)) and math.isfinite(c) for c in ci) else None

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from typing import Any
 
 from harness.errors import HarnessError
 
@@ -79,19 +80,23 @@ class Asker:
     def _complete(self, convo: list[dict], seed: int) -> tuple[str | None, int, str | None, bool]:
         """(reply, requests made, error, failed in transport). Transport errors are retried
         with exponential backoff."""
-        for attempt in range(self.retries + 1):
-            n = attempt + 1
+        tries = 0
+
+        def once() -> str:
+            nonlocal tries
+            tries += 1
             with self._lock:
                 self.requests += 1
-            try:
-                return self.backend.complete(convo, self.schema, seed=seed), n, None, False
-            except TransientJudgeError as e:
-                if attempt == self.retries:
-                    return None, n, f"{e} (gave up after {n} tries)", True
-                time.sleep(min(self.backoff * (2**attempt), self.max_backoff))
-            except JudgeRequestError as e:
-                return None, n, str(e), False
-        raise AssertionError("unreachable")
+            return self.backend.complete(convo, self.schema, seed=seed)
+
+        try:
+            text, _ = with_retries(once, retries=self.retries, backoff=self.backoff,
+                                   max_backoff=self.max_backoff, transient=(TransientJudgeError,))
+            return text, tries, None, False
+        except TransientJudgeError as e:
+            return None, tries, f"{e} (gave up after {tries} tries)", True
+        except JudgeRequestError as e:
+            return None, tries, str(e), False
 
     def _note(self, transport_error: str | None) -> None:
         with self._lock:
@@ -202,6 +207,21 @@ def make_asker(
 def repeat_seed(backend: JudgeBackend, repeat: int) -> int:
     """The seed of repeat ``repeat`` (0, 1, ...): the backend's seed + repeat."""
     return int(getattr(backend, "seed", 0) or 0) + repeat
+
+
+def with_retries(call: Callable[[], Any], *, retries: int, backoff: float, max_backoff: float,
+                 transient: tuple[type[BaseException], ...]) -> tuple[Any, int]:
+    """(call(), tries): call again after ``backoff * 2**i`` seconds (at most ``max_backoff``)
+    while it raises one of ``transient``; after ``retries`` extra tries the last error is raised.
+    The retry policy of the judge and of the served-model engines."""
+    for attempt in range(max(0, int(retries)) + 1):
+        try:
+            return call(), attempt + 1
+        except transient:
+            if attempt >= retries:
+                raise
+            time.sleep(min(backoff * (2**attempt), max_backoff))
+    raise AssertionError("unreachable")
 
 
 def map_concurrently(

@@ -63,7 +63,12 @@ class ModelPool:
         self._engines: dict[str, Any] = {}
         self._formats: dict[str, dict] = {}
         self._device: dict[str, str] = {}
+        self._vllm_groups: dict[tuple, dict[str, Any]] = {}
+        self.served_cache: Path | None = None  # set by the runner: answers of served models, per run
+        self._side_pools: dict[str, tuple] = {}
         for name, r in self.resolved.items():
+            if r.kind == "served":
+                continue
             dev = pick_device(device if device != "auto" else r.device)
             self._device[name] = dev
             if r.quantization:
@@ -72,6 +77,10 @@ class ModelPool:
     # -- planning
     def _key(self, name: str) -> tuple:
         r = self.resolved[name]
+        if r.kind == "served":
+            return ("served", name)
+        if r.backend == "vllm":  # one vLLM engine per base; it serves every adapter on it
+            return r.group_key
         base = r.group_key[:4] + (self._device[name], self.dtype_override if self.dtype_override != "auto"
                                   else r.dtype, r.trust_remote_code)
         if r.adapters and not (all(_adapter_is_plain_lora(a) for a in r.adapters) and not self._needs_resize(name)):
@@ -106,8 +115,11 @@ class ModelPool:
 
     # -- tokenizers
     def tokenizer(self, name: str):
+        """The model's tokenizer (None for a served model without a configured ``tokenizer``)."""
         r = self.resolved[name]
         src, kw = r.tokenizer_source()
+        if src is None:
+            return None
         cache_key = f"{src}|{kw.get('gguf_file')}"
         if cache_key not in self._tokenizers:
             self._tokenizers[cache_key] = load_tokenizer(src, revision=None if src != r.root else r.revision,
@@ -225,6 +237,15 @@ class ModelPool:
 
         r = self.resolved[name]
         tok = self.tokenizer(name)
+        if r.kind == "served" and not (override or r.prompt_format):
+            fmt = self.engine(name).chat_format()
+            r.format_name, r.template_hash = fmt.name, fmt.template_hash
+            return fmt
+        if r.kind == "served" and tok is None and (override or r.prompt_format) == "chat":
+            raise HarnessError(f"models.{name}: prompt_format 'chat' renders the chat template locally, and this "
+                               "served model has no tokenizer to read it from",
+                               fix="Set `tokenizer:` (a folder or hub id with the chat template), or leave "
+                                   "prompt_format unset to use the server's chat API.")
         spec = override or r.prompt_format or default_format(bool(getattr(tok, "chat_template", None)))
         key = (spec, str(base_dir) if override else None)
         if key not in self._formats.setdefault(name, {}):
@@ -239,7 +260,16 @@ class ModelPool:
         return self.resolved[name].system_prompt
 
     def engine(self, name: str, batch_size: int | str | None = None):
-        """The Engine for ``name``; every call on it first activates ``name``'s adapters."""
+        """The Engine for ``name`` on its configured backend. transformers: every call first
+        activates ``name``'s adapters on the shared base. vLLM: one engine per base serves every
+        adapter on it (one vLLM engine is open at a time). Served: a client of the server."""
+        r = self.resolved.get(name)
+        if r is None:
+            raise HarnessError(f"model {name!r} is not in this pool (responses models have no weights)")
+        if name not in self._engines and r.kind == "served":
+            self._engines[name] = self._served_engine(r)
+        elif name not in self._engines and r.backend == "vllm":
+            self._open_vllm(name)
         if name not in self._engines:
             from harness.backends.hf import HFEngine
 
@@ -248,6 +278,85 @@ class ModelPool:
                                            batch_size=batch_size or self.batch_size,
                                            before=lambda n=name: self.activate(n))
         return self._engines[name]
+
+    def hf_engine(self, name: str):
+        """A transformers engine for ``name`` whatever its backend (the parity check compares it with
+        the configured one). Loaded in a pool of its own, so it never shares memory bookkeeping
+        with the configured engine."""
+        r = self.resolved[name]
+        if r.backend == "hf":
+            return self.engine(name)
+        from dataclasses import replace
+
+        members = {n: replace(m, backend="hf") for n, m in self.resolved.items()
+                   if m.kind != "served" and m.group_key[:-1] == r.group_key[:-1]}
+        if "_hf" not in self._side_pools or self._side_pools["_hf"][0] != set(members):
+            self._side_pools["_hf"] = (set(members), ModelPool(members, self.device_override, self.dtype_override,
+                                                               self.batch_size))
+        return self._side_pools["_hf"][1].engine(name)
+
+    def use_served_cache(self, folder: Path) -> None:
+        """Keep served models' answers under ``folder`` (the run directory's); engines built
+        before (the plan's server check) are rebuilt with it."""
+        self.served_cache = folder
+        for n in [n for n in self._engines if self.resolved[n].kind == "served"]:
+            self._engines.pop(n)
+
+    def _served_engine(self, r: ResolvedModel):
+        """A client of the server that serves ``r`` (answers cached under ``served_cache`` when the
+        runner set it to a folder of the run directory, so a resumed unit does not re-ask)."""
+        srv = r.server
+        common = {"concurrency": srv["concurrency"], "timeout": srv["timeout"], "max_retries": srv["max_retries"],
+                  "cache_dir": self.served_cache}
+        if r.backend == "openai":
+            from harness.backends.served_openai import OpenAIEngine
+
+            return OpenAIEngine(srv["model"], srv["base_url"], api_key=srv.get("api_key"), bos_text=srv.get("bos_text"),
+                                **common)
+        from harness.backends.served_ollama import OllamaEngine
+
+        return OllamaEngine(srv["model"], srv["host"], **common)
+
+    def release_hf(self) -> None:
+        """Free the transformers side pool made by ``hf_engine``."""
+        self._side_pools.pop("_hf", None)
+        _free_memory()
+
+    def close_vllm(self) -> None:
+        """Close every open vLLM engine (they are opened again on the next ``engine`` call)."""
+        if not self._vllm_groups:
+            return
+        from harness.backends.vllm import close_vllm_group
+
+        for key in list(self._vllm_groups):
+            close_vllm_group(self._vllm_groups.pop(key))
+        for n in [n for n in self._engines if self.resolved[n].backend == "vllm"]:
+            self._engines.pop(n)
+        _free_memory()
+
+    def _open_vllm(self, name: str) -> None:
+        """Open the vLLM engine of ``name``'s base for every configured model on it, closing any
+        other vLLM engine first (one vLLM engine per process holds the accelerator's memory)."""
+        from harness.backends.vllm import close_vllm_group, open_vllm_group
+        from harness.env import cache_root
+
+        key = self._key(name)
+        for other in [k for k in self._vllm_groups if k != key]:
+            close_vllm_group(self._vllm_groups.pop(other))
+            for n in [n for n in self._engines if self.resolved[n].backend == "vllm" and self._key(n) == other]:
+                self._engines.pop(n)
+        members = [n for n in self.resolved if self._key(n) == key]
+        first = self.resolved[name]
+        engines = open_vllm_group(
+            first.root, {n: list(self.resolved[n].adapters) for n in members}, self.tokenizer(name),
+            dtype=self.dtype_override if self.dtype_override != "auto" else first.dtype,
+            revision=first.revision, trust_remote_code=first.trust_remote_code,
+            options=dict(first.spec.vllm) if first.spec is not None else {},
+            cache_dir=cache_root() / "vllm-adapters")
+        self._vllm_groups[key] = engines
+        for n in members:
+            self.resolved[n].loaded_device = "vllm"
+        self._engines.update(engines)
 
     def model_and_tokenizer(self, name: str):
         """(model, tokenizer) with ``name`` active, for lm-eval's HFLM(pretrained=model, tokenizer=tok).
@@ -260,10 +369,15 @@ class ModelPool:
     def describe(self, name: str) -> dict[str, Any]:
         if name in self.resolved:
             self.format(name)
-            return self.resolved[name].describe()
+            out = self.resolved[name].describe()
+            if name in self._engines:
+                out["engine"] = self._engines[name].info.to_dict()
+            return out
         raise HarnessError(f"model {name!r} is not in this pool")
 
     def param_count(self, name: str) -> int:
+        if self.resolved[name].kind == "served" or self.resolved[name].backend == "vllm":
+            return int(self.resolved[name].params or 0)
         self._group(name)
         return int(self.resolved[name].params or 0)
 
@@ -271,19 +385,29 @@ class ModelPool:
         """Free the loaded root that ``name`` uses (and every engine on it)."""
         key = self._group_of.get(name) or self._key(name)
         self._groups.pop(key, None)
+        if key in self._vllm_groups:
+            from harness.backends.vllm import close_vllm_group
+
+            close_vllm_group(self._vllm_groups.pop(key))
+            for n in [n for n in self._engines if self._key(n) == key]:
+                self._engines.pop(n)
         for n in [n for n, k in self._group_of.items() if k == key]:
             self._group_of.pop(n, None)
             self._engines.pop(n, None)
-        import gc
+        _free_memory()
 
-        gc.collect()
-        try:
-            import torch
 
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:  # pragma: no cover
-            pass
+def _free_memory() -> None:
+    import gc
+
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:  # pragma: no cover
+        pass
 
 
 def _peft_load(PeftModel, model, folder: str, adapter_name: str, owner: str):

@@ -37,7 +37,7 @@ class ResolvedModel:
     """How one configured model is built, before any weights are read."""
 
     name: str
-    kind: str                              # "full" | "adapter" | "responses"
+    kind: str                              # "full" | "adapter" | "responses" | "served"
     root: str | None                       # local folder or hub id of the full model at the bottom
     gguf_file: str | None = None
     chain: list[str] = field(default_factory=list)     # for printing, root first
@@ -52,6 +52,8 @@ class ResolvedModel:
     trust_remote_code: bool = False
     responses: str | None = None
     response_field: str = "model_response"
+    backend: str = "hf"                    # "hf" | "vllm" | "openai" | "ollama"
+    server: dict[str, Any] = field(default_factory=dict)  # served: model, base_url/host, concurrency
     spec: Any = field(default=None, repr=False)
     warnings: list[str] = field(default_factory=list)
     # filled in once loaded
@@ -68,6 +70,12 @@ class ResolvedModel:
         if self.kind == "responses":
             d.update(responses=self.responses, field=self.response_field)
             return d
+        d["backend"] = self.backend
+        if self.kind == "served":
+            d.update({k: v for k, v in self.server.items() if k != "api_key"},
+                     template=self.format_name or self.prompt_format or "server-chat",
+                     template_hash=self.template_hash)
+            return d
         d.update(root=self.root, adapters=list(self.adapters), gguf_file=self.gguf_file,
                  quantization=self.quantization, dtype=self.loaded_dtype or self.dtype,
                  device=self.loaded_device or self.device,
@@ -77,7 +85,7 @@ class ResolvedModel:
             d["warnings"] = list(self.warnings)
         return d
 
-    def tokenizer_source(self) -> tuple[str, dict[str, Any]]:
+    def tokenizer_source(self) -> tuple[str | None, dict[str, Any]]:
         """Where the tokenizer is read from, with extra ``from_pretrained`` arguments: the
         configured ``tokenizer``, else the last adapter in the chain that saved one, else the root
         (its GGUF file when the root folder has no tokenizer files)."""
@@ -92,7 +100,10 @@ class ResolvedModel:
 
     def default_format(self) -> str:
         """The prompt format when none is configured, decided from the tokenizer's files (the
-        ModelPool decides the same from the loaded tokenizer): "chat" or "alpaca"."""
+        ModelPool decides the same from the loaded tokenizer): "chat" or "alpaca"; a served
+        model without a configured format is prompted through the server's chat API."""
+        if self.kind == "served":
+            return "server-chat"
         src, kw = self.tokenizer_source()
         return default_format(chat_template_on_disk(src, kw.get("gguf_file")))
 
@@ -100,7 +111,7 @@ class ResolvedModel:
     def group_key(self) -> tuple:
         """Models with the same key can share one loaded root."""
         return (self.root, self.gguf_file, self.revision, self.quantization, self.dtype, self.device,
-                self.trust_remote_code)
+                self.trust_remote_code, self.backend)
 
 
 def fingerprint(folder: str | Path) -> str:
@@ -259,6 +270,11 @@ class _Resolver:
                 parent = self.model(base)
                 if parent.kind == "responses":
                     raise HarnessError(f"{owner}.base: {base!r} is a responses file, not a model")
+                if parent.kind == "served":
+                    raise HarnessError(f"{owner}.base: {base!r} is a served model (backend: {parent.backend}); "
+                                       "its weights are on the server",
+                                       fix="Point `base:` at the checkpoint folder or hub id, or serve the "
+                                           "adapter from the server (vLLM --lora-modules) and name it there.")
                 r = _Ref(parent.root, parent.gguf_file, list(parent.adapters), list(parent.chain),
                          Path(parent.adapters[-1]) if parent.adapters else _maybe_path(parent.root))
             else:
@@ -325,7 +341,10 @@ class _Resolver:
             "quantization": "4bit" if spec.load_in_4bit else "8bit" if spec.load_in_8bit else None,
             "tokenizer": str(_local(spec.tokenizer, self.base_dir) or spec.tokenizer) if spec.tokenizer else None,
         }
-        if spec.responses:
+        if spec.backend in ("openai", "ollama"):
+            rm = ResolvedModel(name, "served", None, chain=[f"{name} ({spec.backend}: {spec.model})"],
+                               backend=spec.backend, server=_server(spec), **common)
+        elif spec.responses:
             p = _local(spec.responses, self.base_dir)
             if p is None or not p.is_file():
                 raise HarnessError(f"{where}.responses: file {spec.responses} not found",
@@ -338,15 +357,28 @@ class _Resolver:
                 raise HarnessError(f"{where}.path: {spec.path} is a PEFT adapter folder",
                                    fix=f"Use `adapter: {spec.path}` instead of `path:`.")
             gguf = spec.gguf_file or r.gguf_file
-            rm = ResolvedModel(name, "full", r.root, gguf, chain=[f"{name} ({spec.path})"], **common)
+            rm = ResolvedModel(name, "full", r.root, gguf, chain=[f"{name} ({spec.path})"], backend=spec.backend,
+                               **common)
         else:
             folder = _local(spec.adapter, self.base_dir) or (self.base_dir / spec.adapter)
             r = self.adapter(Path(folder), spec.base, f"{where}.adapter", model_name=name, shown=spec.adapter)
             rm = ResolvedModel(name, "adapter", r.root, spec.gguf_file or r.gguf_file, chain=r.chain,
-                               adapters=r.adapters, **common)
+                               adapters=r.adapters, backend=spec.backend, **common)
         rm.warnings = list(self.warnings.get(where, []))
         self.done[name] = rm
         return rm
+
+
+def _server(spec) -> dict[str, Any]:
+    """Where a served model lives: the configured address, else the client's environment default."""
+    import os
+
+    if spec.backend == "openai":
+        where = {"base_url": spec.base_url or os.environ.get("OPENAI_BASE_URL") or "http://127.0.0.1:8000/v1"}
+    else:
+        where = {"host": spec.host or os.environ.get("OLLAMA_HOST") or "http://127.0.0.1:11434"}
+    return {"model": spec.model, **where, "api_key": spec.api_key, "concurrency": spec.concurrency,
+            "timeout": spec.timeout, "max_retries": spec.max_retries, "bos_text": spec.bos_text}
 
 
 def _maybe_path(root: str | None) -> Path | None:

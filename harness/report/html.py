@@ -16,9 +16,10 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
+import harness.report.arena as arena_text
 from harness.report.charts import bar_chart, line_chart, model_colors
 from harness.report.rows import SIG_NOTE, Row, fmt, fmt_count, fmt_seconds
-from harness.report.view import ReportView, main_metric
+from harness.report.view import ReportView, engine_label, main_metric, parity_label
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -29,6 +30,7 @@ def environment() -> Environment:
     env.filters["fmt"] = fmt
     env.filters["seconds"] = fmt_seconds
     env.filters["count"] = fmt_count
+    env.globals.update(engine_label=engine_label, parity_label=parity_label)
     env.filters["tojson_obj"] = lambda v: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v
     return env
 
@@ -44,7 +46,8 @@ def script_json(data: Any) -> Markup:
 def summary_charts(rows: list[Row], models: list[str], colors: dict[str, str]) -> list[Markup]:
     charts = []
     for r in rows:
-        bars = [(c.model, c.mv.value if c.mv else None, tuple(c.mv.ci) if c.mv and c.mv.ci else None) for c in r.cells]
+        bars = [(c.model, c.mv.value if c.readable else None, tuple(c.mv.ci) if c.readable and c.mv.ci else None)
+                for c in r.cells]
         if any(v is not None for _, v, _ in bars):
             charts.append(Markup(bar_chart(r.label, bars, colors, higher_is_better=r.higher_is_better)))
     return charts
@@ -77,5 +80,5 @@ def render_html(view: ReportView) -> str:
         v=view, colors=colors, sig_note=SIG_NOTE,
         charts=summary_charts(view.summary, view.models, colors),
         train_charts=training_charts(view, colors),
-        data=script_json(browser_data(view)),
+        data=script_json(browser_data(view)), at=arena_text,
     )

@@ -6,8 +6,9 @@ import json
 import re
 from typing import Any
 
+from harness.report.arena import arena_markdown
 from harness.report.rows import SIG_NOTE, Row, fmt, fmt_count, fmt_seconds
-from harness.report.view import ReportView, main_metric, top_differences
+from harness.report.view import ReportView, engine_label, main_metric, parity_label, top_differences
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~#])")
 
@@ -36,7 +37,7 @@ def table(header: list[str], rows: list[list[str]], align: list[str] | None = No
 def metric_table(rows: list[Row], models: list[str], comps: list[tuple[str, str]], *, with_n: bool = False) -> str:
     header = ["metric"] + [md_escape(m) for m in models] + [f"{md_escape(a)} − {md_escape(b)}" for a, b in comps]
     if with_n:
-        header.append("n / missing" + (" (per model)" if len(models) > 1 else ""))
+        header.append("n" + (" (per model when they differ)" if len(models) > 1 else ""))
     body = []
     for r in rows:
         arrow = {True: "↑", False: "↓", None: "·"}[r.higher_is_better]
@@ -46,8 +47,7 @@ def metric_table(rows: list[Row], models: list[str], comps: list[tuple[str, str]
             line.append(f"**{v}**" if c.best else v)
         line += [r.delta_text(d) for d in r.deltas]
         if with_n:
-            ns = [f"{c.mv.n} / {c.mv.missing}" if c.mv else "–" for c in r.cells]
-            line.append(ns[0] if len(set(ns)) == 1 else " · ".join(ns))
+            line.append(r.coverage_text())
         body.append(line)
     return table(header, body)
 
@@ -98,12 +98,14 @@ def render_header(view: ReportView) -> list[str]:
             md_escape(" → ".join(str(c) for c in chain) if isinstance(chain, list) else chain),
             md_escape(mi.get("adapter") or "–"),
             md_escape(f"{mi.get('template') or '–'} ({mi.get('template_hash') or '?'})"),
+            md_escape(engine_label(mi)),
+            md_escape(parity_label(mi)),
             md_escape(mi.get("dtype") or "–"),
             md_escape(fmt_count(mi["params"]) if mi.get("params") is not None else "–"),
             md_escape(fmt_seconds(mi.get("wall_time_s")) if mi.get("wall_time_s") is not None else "–"),
         ])
-    out += [table(["model", "resolved chain", "adapter", "template (hash)", "dtype", "params", "wall time"], rows,
-                  ["---"] * 7), ""]
+    out += [table(["model", "resolved chain", "adapter", "template (hash)", "backend", "parity vs transformers",
+                   "dtype", "params", "wall time"], rows, ["---"] * 9), ""]
     return out
 
 
@@ -112,7 +114,7 @@ def render_markdown(view: ReportView, *, n_samples: int = 5) -> str:
     comps = view.comparisons
     out += ["## Summary", "", _legend(view), ""]
     if view.summary:
-        out += [metric_table(view.summary, view.models, comps), ""]
+        out += [metric_table(view.summary, view.models, comps, with_n=True), ""]
     else:
         out += ["_No scores were stored._", ""]
 
@@ -165,6 +167,8 @@ def render_markdown(view: ReportView, *, n_samples: int = 5) -> str:
                 out += [f"Length bias: {_kv(lb)}", ""]
             elif lb is not None:
                 out += [f"Length bias: {md_escape(lb)}", ""]
+
+    out += arena_markdown(view.arena, md_escape, table)
 
     if view.training:
         out += ["## Training", ""]

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from harness.records import MetricValue, PairedTest
+from harness.records import Coverage, MetricValue, PairedTest
 
 SIG_NOTE = "▲ better / ▼ worse than the model compared against (direction-aware); † the paired test is significant at 95%"
 
@@ -88,6 +88,18 @@ class Cell:
     model: str
     mv: MetricValue | None
     best: bool = False
+    insufficient: str | None = None  # why the value is too thin to read (then it is not shown)
+
+    @property
+    def readable(self) -> bool:
+        return self.mv is not None and self.mv.value is not None and self.insufficient is None
+
+    @property
+    def coverage_text(self) -> str:
+        """"21", "6 (4 missing)" or "–"."""
+        if self.mv is None:
+            return "–"
+        return f"{self.mv.n}" + (f" ({self.mv.missing} missing)" if self.mv.missing else "")
 
 
 @dataclass
@@ -103,8 +115,10 @@ class Row:
 
     def value_text(self, cell: Cell, with_ci: bool = True) -> str:
         mv = cell.mv
-        if mv is None:
+        if mv is None or mv.value is None:
             return "–"
+        if cell.insufficient:
+            return f"insufficient ({cell.insufficient})"
         out = fmt(mv.value, self.dec)
         if self.show_stderr and mv.stderr is not None and mv.value is not None:
             out += f" ± {fmt(mv.stderr, self.dec)}"
@@ -114,7 +128,12 @@ class Row:
 
     def ci_text(self, cell: Cell) -> str:
         mv = cell.mv
-        return fmt_ci(mv.ci, self.dec) if mv is not None and mv.ci and mv.value is not None else ""
+        return fmt_ci(mv.ci, self.dec) if cell.readable and mv.ci else ""
+
+    def coverage_text(self) -> str:
+        """The n / missing column: one figure when every model has the same, else one per model."""
+        texts = [c.coverage_text for c in self.cells]
+        return texts[0] if len(set(texts)) == 1 else " · ".join(texts)
 
     def delta_text(self, d: Delta) -> str:
         if d.diff is None:
@@ -170,7 +189,10 @@ def make_delta(model: str, ref: str, a: MetricValue | None, b: MetricValue | Non
 
 
 def metric_rows(group: str, gdata: dict, models: list[str], *, label_prefix: str = "",
-                metrics: list[str] | None = None, show_stderr: bool = False) -> list[Row]:
+                metrics: list[str] | None = None, show_stderr: bool = False,
+                coverage: Coverage | None = None) -> list[Row]:
+    """One Row per metric of a scores.json group. Values below ``coverage`` are "insufficient":
+    not shown, never best, and no delta is drawn from them."""
     per_model = gdata.get("models") or {}
     names: list[str] = []
     for m in models:
@@ -183,19 +205,24 @@ def metric_rows(group: str, gdata: dict, models: list[str], *, label_prefix: str
     for k in names:
         cells = [Cell(m, metric_value((per_model.get(m) or {}).get(k))) for m in models]
         present = [c for c in cells if c.mv is not None]
+        for c in present:
+            c.insufficient = coverage.shortfall(c.mv) if coverage is not None else None
         hib = present[0].mv.higher_is_better if present else True
         if k in ((gdata.get("info") or {}).get("neutral") or ()):
             hib = None
-        vals = [c.mv.value for c in present if c.mv.value is not None]
+        vals = [c.mv.value for c in present if c.readable]
         if len(vals) > 1 and hib is not None:
             best = max(vals) if hib else min(vals)
             for c in present:
-                c.best = c.mv.value is not None and c.mv.value == best
-        by = {c.model: c.mv for c in cells}
+                c.best = c.readable and c.mv.value == best
+        by = {c.model: c.mv for c in cells if c.readable}
         deltas = []
         for m, ref in comparisons(models):
+            if m not in by or ref not in by:  # a side is missing or too thin: no difference is drawn
+                deltas.append(Delta(m, ref, None))
+                continue
             test, sign = find_test(gdata.get("paired") or [], k, m, ref)
             deltas.append(make_delta(m, ref, by.get(m), by.get(ref), hib, test, sign))
-        dec = decimals_for([v for c in present for v in (c.mv.value, *(c.mv.ci or ()))])
+        dec = decimals_for([v for c in present if c.readable for v in (c.mv.value, *(c.mv.ci or ()))])
         rows.append(Row(group, k, f"{label_prefix}{k}", hib, cells, deltas, dec, show_stderr))
     return rows

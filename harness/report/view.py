@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.records import Coverage
+from harness.report.arena import ArenaSection, arena_section
 from harness.report.rows import Row, comparisons, metric_rows
 from harness.store import RunDir
 
@@ -67,6 +69,7 @@ class ReportView:
     items: list[dict[str, Any]]
     sample_metrics: list[str]
     comparisons: list[tuple[str, str]]
+    arena: ArenaSection | None = None  # human votes of `harness arena` (report/arena.py)
 
 
 def models_info(info: dict) -> dict[str, dict]:
@@ -93,8 +96,36 @@ def is_small_local_judge(judge: dict, groups: dict) -> str | None:
     return None
 
 
+def engine_label(mi: dict) -> str:
+    """How a model was served, for the model table: "vllm 0.32.0 (lora-combined)", "openai: llama3"."""
+    eng = mi.get("engine") if isinstance(mi.get("engine"), dict) else {}
+    backend = eng.get("backend") or mi.get("backend") or ("responses" if mi.get("kind") == "responses" else "hf")
+    label = " ".join(str(x) for x in (backend, eng.get("version")) if x)
+    if eng.get("path"):
+        label += f" ({eng['path']})"
+    if mi.get("kind") == "served":
+        label += f": {mi.get('model')} @ {mi.get('base_url') or mi.get('host')}"
+    return label
+
+
+def parity_label(mi: dict) -> str:
+    """The parity check's figures in one cell: "8/8 greedy, |Δ log p| ≤ 3e-06/token", or "–"."""
+    p = mi.get("parity")
+    if not isinstance(p, dict) or not p.get("items"):
+        return "–"
+    text = (f"{p.get('greedy_agree')}/{p.get('items')} greedy, "
+            f"|Δ log p| ≤ {float(p.get('logprob_max_abs_diff_per_token') or 0):.1g}/token")
+    return text if p.get("ok", True) else f"{text} ⚠"
+
+
 def build_warnings(models: list[str], model_info: dict, judge: dict, groups: dict) -> list[str]:
     warnings = []
+    for m in models:
+        p = (model_info.get(m) or {}).get("parity")
+        if isinstance(p, dict) and p.get("problems"):
+            warnings.append(f"{m}: the backend disagrees with transformers on the first {p.get('items')} items of "
+                            f"{p.get('task')}: " + "; ".join(str(x) for x in p["problems"])
+                            + ". Check the backend's dtype and settings before trusting its scores.")
     hashes = {}
     for m in models:
         h = (model_info.get(m) or {}).get("template_hash")
@@ -203,6 +234,7 @@ def build_view(run: RunDir) -> ReportView:
         raise HarnessError(f"{run.path / 'scores.json'}: no models in the scores", fix="rerun `harness run`")
     model_info = models_info(info)
     judge_info = dict(info.get("judge") or {})
+    cov = Coverage.from_dict(scores.get("coverage"))
 
     task_groups = [g for g, d in groups.items() if d.get("kind") == "task" and g != "all"]
     bench_groups = [g for g, d in groups.items() if d.get("kind") == "benchmark"]
@@ -210,25 +242,26 @@ def build_view(run: RunDir) -> ReportView:
 
     summary: list[Row] = []
     if "all" in groups:
-        summary += metric_rows("all", groups["all"], models)
+        summary += metric_rows("all", groups["all"], models, coverage=cov)
         for g in task_groups:  # preference tasks are not pooled into `all`: their accuracy on its own
             if (groups[g].get("info") or {}).get("type") == "preference":
-                summary += metric_rows(g, groups[g], models, label_prefix=f"{g} · ", metrics=["pref_acc"])
+                summary += metric_rows(g, groups[g], models, label_prefix=f"{g} · ", metrics=["pref_acc"],
+                                       coverage=cov)
     else:
         for g in task_groups:
-            summary += metric_rows(g, groups[g], models, label_prefix=f"{g} · ")
+            summary += metric_rows(g, groups[g], models, label_prefix=f"{g} · ", coverage=cov)
     for g in bench_groups:
-        summary += metric_rows(g, groups[g], models, label_prefix=f"{g} · ", metrics=["acc"])
+        summary += metric_rows(g, groups[g], models, label_prefix=f"{g} · ", metrics=["acc"], coverage=cov)
     for g in judge_groups:
-        summary += metric_rows(g, groups[g], models, label_prefix=f"{g} · ")
+        summary += metric_rows(g, groups[g], models, label_prefix=f"{g} · ", coverage=cov)
 
-    tasks = [Section(g, "task", metric_rows(g, groups[g], models), dict(groups[g].get("info") or {}))
+    tasks = [Section(g, "task", metric_rows(g, groups[g], models, coverage=cov), dict(groups[g].get("info") or {}))
              for g in task_groups]
     benchmarks = []
     for g in bench_groups:
-        benchmarks += metric_rows(g, groups[g], models, label_prefix=f"{g} · ", show_stderr=True)
-    judge_sections = [Section(g, "judge", metric_rows(g, groups[g], models, label_prefix=f"{g} · "), dict(groups[g].get("info") or {}))
-                      for g in judge_groups]
+        benchmarks += metric_rows(g, groups[g], models, label_prefix=f"{g} · ", show_stderr=True, coverage=cov)
+    judge_sections = [Section(g, "judge", metric_rows(g, groups[g], models, label_prefix=f"{g} · ", coverage=cov),
+                              dict(groups[g].get("info") or {})) for g in judge_groups]
     pairwise = []
     for s in judge_sections:
         if isinstance(s.info.get("matrix"), (dict, list)):
@@ -252,6 +285,7 @@ def build_view(run: RunDir) -> ReportView:
         benchmark_info={g: dict(groups[g].get("info") or {}) for g in bench_groups},
         judge=[r for s in judge_sections for r in s.rows], judge_groups=judge_sections, pairwise=pairwise,
         training=training, items=items, sample_metrics=sample_metrics, comparisons=comparisons(models),
+        arena=arena_section(run, models),
     )
 
 

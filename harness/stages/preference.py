@@ -8,7 +8,8 @@ whose metrics are the ``preference`` metric's per-pair values (harness/metrics/p
 the score stage aggregates them with intervals and paired tests like every per-sample metric.
 
 A model with a reference (the configured model one adapter below it in its chain: for
-``dpo: {adapter: dpo, base: sft}`` that is ``sft``) also gets DPO's implicit reward margin, with
+``dpo: {adapter: dpo, base: sft}`` that is ``sft``, scored on the same texts, as in DPO training)
+also gets DPO's implicit reward margin, with
 ``beta`` from its ``harness-train.json`` (kind dpo) or 0.1; an adapter whose manifest says it is
 not DPO (kind sft) gets none.
 """
@@ -54,33 +55,39 @@ def dpo_beta(plan: Plan, name: str) -> tuple[float, str]:
     return DEFAULT_BETA, f"default {DEFAULT_BETA} (no DPO training manifest)"
 
 
-def answer_logprobs(plan: Plan, name: str, task: TaskSpec) -> tuple[list, list]:
-    """(chosen, rejected) ``AnswerLogprob`` per item of ``task`` under model ``name``."""
-    from harness.engine import LOGLIKELIHOOD
-    from harness.metrics.preference import AnswerLogprob
+def scoring_texts(plan: Plan, name: str, task: TaskSpec) -> tuple[list[str], list[str]]:
+    """(prompts, targets): every item's chosen answers, then its rejected answers, rendered the way
+    model ``name`` is prompted (its reference is scored on the same texts, as in DPO training)."""
     from harness.train.evaluate import scored_texts
 
     pool = plan.pool()
-    engine = pool.engine(name)
+    fmt = pool.format(name, task.prompt_format, Path(task.source).parent if task.source else None)
+    system = task.system_prompt or pool.system_prompt(name)
+    prompts, targets = [], []
+    for key in ("chosen", "rejected"):
+        for s in plan.items[task.name]:
+            prompt, target = scored_texts(s.instruction, s.input, s.meta[key], fmt, system)
+            prompts.append(prompt)
+            targets.append(target)
+    return prompts, targets
+
+
+def answer_logprobs(plan: Plan, name: str, task: TaskSpec, texts: tuple[list[str], list[str]]) -> tuple[list, list]:
+    """(chosen, rejected) ``AnswerLogprob`` per item of ``task`` under model ``name``'s Engine."""
+    from harness.engine import LOGLIKELIHOOD
+    from harness.metrics.preference import AnswerLogprob
+
+    engine = plan.pool().engine(name)
     if not engine.info.can(LOGLIKELIHOOD):
         raise HarnessError(f"models.{name}: the {engine.info.backend} backend gives no log-probabilities, which "
                            f"preference task {task.name} needs", fix="Evaluate this model in-process (hf) or "
                            "on a server that returns prompt log-probs, or drop the preference task (--tasks).")
-    fmt = pool.format(name, task.prompt_format, Path(task.source).parent if task.source else None)
-    system = task.system_prompt or pool.system_prompt(name)
-    items = plan.items[task.name]
-    prompts, targets = [], []
-    for key in ("chosen", "rejected"):
-        for s in items:
-            prompt, target = scored_texts(s.instruction, s.input, s.meta[key], fmt, system)
-            prompts.append(prompt)
-            targets.append(target)
-    nlls = engine.token_nll(prompts, targets)
-    scored = [AnswerLogprob(-n.nll_sum, n.n_tokens) for n in nlls]
-    return scored[:len(items)], scored[len(items):]
+    scored = [AnswerLogprob(-n.nll_sum, n.n_tokens) for n in engine.token_nll(*texts)]
+    half = len(plan.items[task.name])
+    return scored[:half], scored[half:]
 
 
-def _samples(plan: Plan, name: str, task: TaskSpec, mine: tuple[list, list], ref: str | None,
+def _samples(plan: Plan, name: str, task: TaskSpec, prompts: list[str], mine: tuple[list, list], ref: str | None,
              theirs: tuple[list, list] | None, beta: tuple[float, str]) -> list[Sample]:
     from harness.metrics.preference import pair_values
 
@@ -94,7 +101,7 @@ def _samples(plan: Plan, name: str, task: TaskSpec, mine: tuple[list, list], ref
             meta.update(reference=ref, ref_logp_chosen=rc.logprob, ref_logp_rejected=rr.logprob,
                         beta=beta[0], beta_source=beta[1])
         # the "response" is the answer the model scores higher; nothing is generated
-        out.append(Sample(**{**s.to_dict(), "model": name, "response": s.meta["chosen"] if c.logprob > r.logprob
+        out.append(Sample(**{**s.to_dict(), "model": name, "prompt": prompts[k], "response": s.meta["chosen"] if c.logprob > r.logprob
                              else s.meta["rejected"], "meta": meta,
                              "metrics": pair_values(c, r, ref_chosen=rc, ref_rejected=rr, beta=beta[0])}))
     return out
@@ -104,12 +111,13 @@ def execute(plan: Plan, rundir, progress, model_info: dict[str, Any]) -> None:
     """One unit per model x preference task not already done: both answers scored through the
     model's Engine (and its reference's), per-pair values written as samples, marked done."""
     cfg = plan.config
-    cache: dict[tuple[str, str], tuple[list, list]] = {}
+    cache: dict[str, tuple[list, list]] = {}  # a reference evaluated itself is scored once
 
-    def scores(name: str, task: TaskSpec) -> tuple[list, list]:
-        if (name, task.name) not in cache:
-            cache[(name, task.name)] = answer_logprobs(plan, name, task)
-        return cache[(name, task.name)]
+    def scores(name: str, task: TaskSpec, texts: tuple[list[str], list[str]]) -> tuple[list, list]:
+        key = unit_key(name, task.name, texts)
+        if key not in cache:
+            cache[key] = answer_logprobs(plan, name, task, texts)
+        return cache[key]
 
     for name in plan.models:
         ref = reference_model(plan, name)
@@ -121,10 +129,11 @@ def execute(plan: Plan, rundir, progress, model_info: dict[str, Any]) -> None:
                 continue
             t0 = time.perf_counter()
             with progress.bar(f"{name} · {task.name} (chosen vs rejected)", len(plan.items[task.name])) as update:
-                mine = scores(name, task)
-                theirs = scores(ref, task) if ref is not None else None
+                texts = scoring_texts(plan, name, task)
+                mine = scores(name, task, texts)
+                theirs = scores(ref, task, texts) if ref is not None else None
                 update(len(plan.items[task.name]))
-            rundir.write_samples(name, task.name, _samples(plan, name, task, mine, ref, theirs, beta))
+            rundir.write_samples(name, task.name, _samples(plan, name, task, texts[0], mine, ref, theirs, beta))
             rundir.mark_unit_done(key, {"unit": f"preference {name} {task.name}",
                                         "seconds": round(time.perf_counter() - t0, 3)})
             if name not in model_info:

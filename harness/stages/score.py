@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from harness.records import MetricValue, Sample
+from harness.records import Coverage, MetricValue, Sample
 
 # Per-sample fields the Engine stores for perplexity; turned into corpus metrics here.
 NLL_FIELDS = ("nll", "nll_tokens", "nll_bytes")
@@ -200,8 +200,8 @@ def _task_samples(rundir, info: dict[str, Any]) -> dict[str, dict[str, list[Samp
     return {t: dict(sorted(d.items(), key=lambda kv: rank.get(kv[0], len(rank)))) for t, d in out.items()}
 
 
-def execute(rundir, seed: int = 0, n_resamples: int = 1000) -> dict[str, Any]:
-    """Compute every group and write scores.json."""
+def execute(rundir, seed: int = 0, n_resamples: int = 1000, coverage: Coverage | None = None) -> dict[str, Any]:
+    """Compute every group and write scores.json (with the coverage rule readers apply)."""
     info = rundir.run_info()
     order = info.get("models_order") or []
     groups: dict[str, Any] = {}
@@ -224,7 +224,7 @@ def execute(rundir, seed: int = 0, n_resamples: int = 1000) -> dict[str, Any]:
     groups.update(_benchmark_groups(rundir, info, seed, n_resamples))
     groups.update(_judge_groups(rundir, info, seed))
     scores = {"schema": 1, "run_id": info.get("run_id"), "config_hash": info.get("config_hash"),
-              "models": order, "groups": groups}
+              "models": order, "coverage": (coverage or Coverage()).to_dict(), "groups": groups}
     rundir.write_json("scores.json", scores)
     return scores
 
