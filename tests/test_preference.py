@@ -22,7 +22,15 @@ PAIRS = [
     {"prompt": "Rewrite in passive voice.\n\nThe dog bit the man.", "chosen": "The man was bitten by the dog.",
      "rejected": "dog man"},
     {"prompt": "Answer with A, B, C or D.", "chosen": "A", "rejected": "B C D"},
+    {"prompt": "Give an antonym of cold.", "chosen": "hot", "rejected": "cold"},
+    {"prompt": "What is 2 + 3?", "chosen": "5", "rejected": "The answer is 6."},
+    {"prompt": "다음 문장을 존댓말로 바꾸세요.\n\n오늘 날씨가 좋다.", "chosen": "오늘 날씨가 좋아요.", "rejected": "오늘 날씨가 좋다."},
+    {"prompt": "Convert 1 kilometer to meters.", "chosen": "1000 meters", "rejected": "10 meters"},
+    {"prompt": "The quick brown fox jumps over the lazy dog. Repeat it.",
+     "chosen": "The quick brown fox jumps over the lazy dog.", "rejected": "fox"},
+    {"prompt": "자동차가 얼마나 빠릅니까?", "chosen": "자동차가 번개처럼 빠릅니다.", "rejected": "0 1 2 3"},
 ]
+N = len(PAIRS)  # at least the report's and the gates' minimum coverage (n >= 10)
 GEN_ROWS = [{"instruction": f"Say {w}.", "input": "", "output": w} for w in ("yes", "no", "서울")]
 RESAMPLES = 100
 
@@ -106,7 +114,7 @@ def test_accuracy_and_margins_equal_a_hand_computation(pref_run, tiny_models, dp
     _, run = pref_run
     scores = json.loads((run / "scores.json").read_text())
     group = scores["groups"]["pref"]
-    assert group["kind"] == "task" and group["info"]["type"] == "preference" and group["info"]["n_items"] == 6
+    assert group["kind"] == "task" and group["info"]["type"] == "preference" and group["info"]["n_items"] == N
     for model in ("base", "sft", "dpo"):
         hand = _hand_logprobs(tiny_models, dpo_with_manifest, model)
         acc = [float(c[0] > r[0]) for c, r in hand]
@@ -123,7 +131,7 @@ def test_accuracy_and_margins_equal_a_hand_computation(pref_run, tiny_models, dp
         assert mv["pref_acc"]["value"] == pytest.approx(sum(acc) / len(acc))
         assert mv["pref_acc_norm"]["value"] == pytest.approx(sum(acc_norm) / len(acc_norm))
         assert mv["logp_margin"]["value"] == pytest.approx(sum(margin) / len(margin), abs=1e-4)
-        assert mv["pref_acc"]["n"] == 6 and len(mv["pref_acc"]["ci"]) == 2
+        assert mv["pref_acc"]["n"] == N and len(mv["pref_acc"]["ci"]) == 2
     # the tiny random models do not all agree on every pair: the accuracies are not all equal
     assert len({group["models"][m]["logp_margin"]["value"] for m in ("base", "sft", "dpo")}) == 3
     tests = {(p["metric"], p["a"], p["b"]): p for p in group["paired"]}
@@ -151,7 +159,7 @@ def test_dpo_reward_margin_against_the_reference(pref_run):
         assert s["metrics"]["dpo_reward_margin"] == pytest.approx(want, abs=1e-4)
         assert s["metrics"]["dpo_reward_acc"] == float(want > 0)
         rewards.append(want)
-    assert group["models"]["dpo"]["dpo_reward_margin"]["value"] == pytest.approx(sum(rewards) / 6, abs=1e-4)
+    assert group["models"]["dpo"]["dpo_reward_margin"]["value"] == pytest.approx(sum(rewards) / N, abs=1e-4)
 
 
 def test_preference_groups_are_not_pooled_and_the_report_shows_them(pref_run):
@@ -204,7 +212,7 @@ def test_dpo_alone_still_gets_its_reference(tiny_models, tmp_path, dpo_with_mani
     run = api.run(config, models=["dpo"], tasks=["pref.yaml"]).path
     group = json.loads((run / "scores.json").read_text())["groups"]["pref"]
     assert list(group["models"]) == ["dpo"] and group["info"]["dpo_reference"]["dpo"]["reference"] == "sft"
-    assert group["models"]["dpo"]["dpo_reward_margin"]["n"] == 6
+    assert group["models"]["dpo"]["dpo_reward_margin"]["n"] == N
     assert not (run / "samples" / "sft").exists()
     hand_sft = _hand_logprobs(tiny_models, dpo_with_manifest, "sft")  # no system prompt: dpo's texts
     for s, (c, r) in zip(_samples(run, "dpo"), hand_sft):
