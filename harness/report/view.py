@@ -67,6 +67,7 @@ class ReportView:
     items: list[dict[str, Any]]
     sample_metrics: list[str]
     comparisons: list[tuple[str, str]]
+    judge_card: dict[str, Any] | None = None  # scores.json judge_reliability (harness/report/judge_card.py)
 
 
 def models_info(info: dict) -> dict[str, dict]:
@@ -277,6 +278,7 @@ def build_view(run: RunDir) -> ReportView:
         benchmark_info={g: dict(groups[g].get("info") or {}) for g in bench_groups},
         judge=[r for s in judge_sections for r in s.rows], judge_groups=judge_sections, pairwise=pairwise,
         training=training, items=items, sample_metrics=sample_metrics, comparisons=comparisons(models),
+        judge_card=scores.get("judge_reliability"),
     )
 
 

@@ -18,11 +18,14 @@ from harness.errors import HarnessError
 def backend_options(cfg) -> dict[str, Any]:
     jc = cfg.judge
     return {"host": jc.host, "base_url": jc.base_url, "api_key": jc.api_key, "num_ctx": jc.num_ctx,
-            "seed": cfg.seed, "batch_size": jc.concurrency}  # batch_size: in-process (hf:) judges
+            "seed": cfg.seed, "batch_size": jc.concurrency,  # batch_size: in-process (hf:) judges
+            "scoring": jc.scoring}
 
 
 def hf_callables(spec: str, plan, pool_factory: Callable[[], Any]) -> dict[str, Callable]:
-    """``generate`` / ``format_chat`` for an in-process judge, loaded on first use.
+    """``generate`` / ``format_chat`` / ``loglikelihood`` for an in-process judge, loaded on
+    first use. ``loglikelihood([(context, continuation), ...]) -> [log p]`` goes through the
+    Engine, so any backend with log-probs (transformers, vLLM) scores the judge.
 
     When the judge is the same checkpoint as a plain (adapter-free) model of the run, its
     already-loaded base is reused; otherwise the judge model is loaded on its own.
@@ -60,7 +63,11 @@ def hf_callables(spec: str, plan, pool_factory: Callable[[], Any]) -> dict[str, 
             raise HarnessError(f"judge hf:{spec} has no chat template", fix="Use a chat model as the judge.") from None
         return fmt.render_messages(messages)
 
-    return {"generate": generate, "format_chat": format_chat}
+    def loglikelihood(requests: list[tuple[str, str]]) -> list[float]:
+        pool, name = served()
+        return [lp for lp, _ in pool.engine(name).loglikelihood(list(requests))]
+
+    return {"generate": generate, "format_chat": format_chat, "loglikelihood": loglikelihood}
 
 
 def _samples(rundir, models: list[str], tasks: list[str], limit: int | None) -> dict[str, list]:
