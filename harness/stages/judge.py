@@ -70,6 +70,12 @@ def hf_callables(spec: str, plan, pool_factory: Callable[[], Any]) -> dict[str, 
     return {"generate": generate, "format_chat": format_chat, "loglikelihood": loglikelihood}
 
 
+def _scoring(backend) -> str:
+    """How the backend reads verdicts (part of a judge unit's key: switching ``scoring`` re-judges)."""
+    ident = backend.identity() if hasattr(backend, "identity") else {}
+    return str(ident.get("scoring") or ("logprob" if ident.get("top_logprobs") else "text"))
+
+
 def _samples(rundir, models: list[str], tasks: list[str], limit: int | None) -> dict[str, list]:
     out: dict[str, list] = {}
     for m in models:
@@ -101,7 +107,7 @@ def execute(plan, rundir, progress, pool_factory: Callable[[], Any]) -> None:
             for task in plan.tasks:
                 task_by_model = {m: [s for s in ss if s.task == task.name] for m, ss in by_model.items()}
                 pairs = pairs_from_samples(task_by_model)
-                key = unit_key("judge", defn.hash, backend.spec, task.name,
+                key = unit_key("judge", defn.hash, backend.spec, _scoring(backend), task.name,
                                [(p.model_a, p.model_b, p.id, p.answer_a, p.answer_b) for p in pairs])
                 if rundir.unit_done(key):
                     continue
@@ -122,7 +128,7 @@ def execute(plan, rundir, progress, pool_factory: Callable[[], Any]) -> None:
         for model, samples in by_model.items():
             for task in plan.tasks:
                 items = items_from_samples([s for s in samples if s.task == task.name])
-                key = unit_key("judge", defn.hash, backend.spec, model, task.name, [(i.id, i.answer) for i in items])
+                key = unit_key("judge", defn.hash, backend.spec, _scoring(backend), model, task.name, [(i.id, i.answer) for i in items])
                 if items and not rundir.unit_done(key):
                     pending.append((model, task.name, key, items))
         if not pending:
