@@ -170,9 +170,9 @@ def test_in_process_distribution_sums_to_one(tiny_models, tmp_path):
 @pytest.mark.slow
 def test_zoo_judge_scores_every_item(tmp_path):
     """The demo's judge (SmolLM2-135M-Instruct, in process) leaves nothing missing."""
+    from harness.config import ModelSpec
     from harness.models.pool import ModelPool
     from harness.models.resolve import resolve_models
-    from harness.config import ModelSpec
 
     pool = ModelPool(resolve_models({"judge": ModelSpec(path="zoo:smollm2-135m-instruct")}, tmp_path), device="cpu")
     fmt = pool.format("judge", "chat")
