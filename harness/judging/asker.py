@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 
 from harness.errors import HarnessError
 
-from .backends import JudgeBackend, JudgeRequestError, Reply, TransientJudgeError
 from .cache import JudgeCache
 from .definition import JudgeDefinition
 from .logprob import Scored, score_from_tokens, verdict_from_tokens
 from .parse import Parsed, parse_preference, parse_score
+from .protocol import JudgeBackend, JudgeRequestError, Reply, TransientJudgeError
 
 ProgressCallback = Callable[[int, int], None]  # (done, total)
 

@@ -23,10 +23,18 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from harness.errors import HarnessError
+
+from .protocol import (
+    JudgeBackend,
+    JudgeRequestError,
+    Messages,
+    Reply,
+    TransientJudgeError,
+    decoding_options,
+)
 
 __all__ = [
     "JudgeBackend",
@@ -38,42 +46,6 @@ __all__ = [
     "make_backend",
     "parse_backend_spec",
 ]
-
-Messages = list[dict[str, str]]
-
-
-class JudgeRequestError(Exception):
-    """A judge request failed in a way that retrying the same request will not fix."""
-
-
-class TransientJudgeError(JudgeRequestError):
-    """A judge request failed in transport (5xx, 429, refused/dropped connection, timeout)."""
-
-
-@dataclass
-class Reply:
-    """A judge's reply text and, when the server gave them, its tokens with their log-probs and
-    top alternatives: ``[(token, logprob, [(alternative, logprob), ...]), ...]``."""
-
-    text: str
-    tokens: list[tuple[str, float, list[tuple[str, float]]]] | None = None
-
-
-@runtime_checkable
-class JudgeBackend(Protocol):
-    spec: str  # "ollama:llama3"
-    kind: str  # "ollama" | "openai" | "hf"
-    model: str
-
-    def check(self) -> None:
-        """Raise HarnessError (one line, with the fix) when the judge cannot be used."""
-
-    def complete(self, messages: Messages, schema: dict | None = None, seed: int | None = None) -> str:
-        """The judge's reply text to a chat. Raises TransientJudgeError / JudgeRequestError."""
-
-    def identity(self, seed: int | None = None) -> dict[str, Any]:
-        """What determines the reply besides the messages (part of the cache key)."""
-
 
 def _top_logprobs(options: dict[str, Any]) -> int:
     """How many alternatives per token a server is asked for (0: no log-probs)."""
@@ -88,15 +60,6 @@ def _top_logprobs(options: dict[str, Any]) -> int:
 
 def _refuses_logprobs(code: int | None, message: str) -> bool:
     return code in (400, 422) and "logprob" in message.lower()
-
-
-def _decoding_options(options: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {"temperature": float(options.get("temperature", 0.0))}
-    if options.get("num_ctx"):
-        out["num_ctx"] = int(options["num_ctx"])
-    if options.get("max_tokens"):
-        out["max_tokens"] = int(options["max_tokens"])
-    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -124,7 +87,7 @@ class OllamaBackend:
             options.get("host") or os.environ.get("OLLAMA_HOST") or "http://localhost:11434"
         )
         self.timeout = float(options.get("timeout", 120.0))
-        self.decoding = _decoding_options(options)
+        self.decoding = decoding_options(options)
         self.seed = int(options.get("seed", 0))
         self.top_logprobs = _top_logprobs(options)
         self._client = None
@@ -264,7 +227,7 @@ class OpenAIBackend:
         # local OpenAI-compatible servers (vLLM, llama.cpp, Ollama's /v1) accept any key
         self.api_key = key or "sk-no-key-required"
         self.timeout = float(options.get("timeout", 120.0))
-        self.decoding = _decoding_options(options)
+        self.decoding = decoding_options(options)
         self.seed = int(options.get("seed", 0))
         self.top_logprobs = _top_logprobs(options)
         self.response_format = str(options.get("response_format", "json_schema"))

@@ -23,8 +23,8 @@ from typing import Any
 
 from harness.errors import HarnessError
 
-from .backends import JudgeRequestError, Messages, _decoding_options
 from .logprob import Scored, candidates, from_candidates
+from .protocol import JudgeRequestError, Messages, decoding_options
 
 
 class _MicroBatcher:
@@ -130,7 +130,7 @@ class HFBackend:
         self.scores_logprobs = callable(loglikelihood) and scoring == "auto"
         # one item asks for up to 22 continuations (0-100: 11 scores x 2 endings)
         self.ll_batcher = _MicroBatcher(loglikelihood, batch * 22, wait) if self.scores_logprobs else None
-        self.decoding = _decoding_options(options)
+        self.decoding = decoding_options(options)
 
     def check(self) -> None:
         return None  # the model is loaded by the run stage; nothing to reach
