@@ -313,3 +313,27 @@ def test_judge_gate_pass_fail_and_fail_closed(make_run):
         parse_rule({"judge": {"max_missin": 0.1}})
     with pytest.raises(HarnessError, match="from 0 to 1"):
         parse_rule({"judge": {"max_missing": 2}})
+
+
+def test_score_stage_stores_the_card_and_reports_show_it(make_run):
+    from harness.report import write_reports
+    from harness.stages import score
+
+    pointwise = [Verdict(id=str(i), task="demo-en", model=m, judge="reference-0-100", score=50.0 + i,
+                         meta={"method": "logprob"}) for m in ("base", "sft") for i in range(3)]
+    run = make_run(config={"models": {"base": {"path": "zoo:smollm2-135m-instruct"},
+                                      "sft": {"adapter": "sft", "base": "base"}}},
+                   run_info={"run_id": "r", "models_order": ["base", "sft"], "tasks": ["demo-en"],
+                             "judge": {"backend": "hf:zoo:smollm2-135m-instruct", "judges": ["reference-0-100"]}},
+                   verdicts={("reference-0-100", m, "demo-en"): [v for v in pointwise if v.model == m]
+                             for m in ("base", "sft")})
+    scores = score.execute(run)
+    card = scores["judge_reliability"]
+    figs = card["judges"]["reference-0-100"]["figures"]
+    assert figs["missing"] == {"value": 0.0, "n": 6, "count": 0} and figs["logprob_share"]["value"] == 1.0
+    assert card["self_preference"]["models"] == ["base", "sft"]
+    md, html = write_reports(run.path)
+    text = md.read_text(encoding="utf-8")
+    assert "### Judge reliability" in text and "0% (0/6)" in text and "Self-preference risk" in text
+    page = html.read_text(encoding="utf-8")
+    assert "Judge reliability" in page and "100% (6/6)" in page
