@@ -337,3 +337,16 @@ def test_score_stage_stores_the_card_and_reports_show_it(make_run):
     assert "### Judge reliability" in text and "0% (0/6)" in text and "Self-preference risk" in text
     page = html.read_text(encoding="utf-8")
     assert "Judge reliability" in page and "100% (6/6)" in page
+
+
+def test_in_process_engine_without_logprobs_falls_back_to_text():
+    from harness.judging.protocol import LogprobsUnavailable
+
+    def loglikelihood(requests):
+        raise LogprobsUnavailable("served without prompt log-probs")
+
+    b = make_backend("hf:x", {"generate": lambda ps: ['{"rationale": "r", "score": 70}' for _ in ps],
+                              "format_chat": lambda ms: ms[-1]["content"], "loglikelihood": loglikelihood})
+    vs = judge_pointwise(load_judge("reference-0-100"), b, [item(0), item(1)], use_cache=False, concurrency=1, **FAST)
+    assert [v.score for v in vs] == [70, 70] and all(v.meta["method"] == "text" for v in vs)
+    assert b.scores_logprobs is False

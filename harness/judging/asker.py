@@ -26,7 +26,7 @@ from .cache import JudgeCache
 from .definition import JudgeDefinition
 from .logprob import Scored, score_from_tokens, verdict_from_tokens
 from .parse import Parsed, parse_preference, parse_score
-from .protocol import JudgeBackend, JudgeRequestError, Reply, TransientJudgeError
+from .protocol import JudgeBackend, JudgeRequestError, LogprobsUnavailable, Reply, TransientJudgeError
 
 ProgressCallback = Callable[[int, int], None]  # (done, total)
 
@@ -144,7 +144,9 @@ class Asker:
                     hit.get("meta") or {"method": "text"},
                 )
         if getattr(self.backend, "scores_logprobs", False):
-            return self._score_candidates(messages, key)
+            scored = self._score_candidates(messages, key)
+            if scored is not None:
+                return scored
         convo = list(messages)
         raws: list[str] = []
         requests = 0
@@ -182,12 +184,16 @@ class Asker:
         return Outcome(None, "", raws, f"unparseable after {len(raws)} replies: {last_error}", requests)
 
 
-    def _score_candidates(self, messages: list[dict], key: str | None) -> Outcome:
-        """An in-process judge: the verdict from the probabilities of every allowed answer."""
+    def _score_candidates(self, messages: list[dict], key: str | None) -> Outcome | None:
+        """An in-process judge: the verdict from the probabilities of every allowed answer
+        (None: its engine has no log-probs; it is asked for text from now on)."""
         with self._lock:
             self.requests += 1
         try:
             scored = self.backend.score(messages, self.defn.kind, self.defn.lo, self.defn.hi)
+        except LogprobsUnavailable:
+            self.backend.scores_logprobs = False
+            return None
         except JudgeRequestError as e:
             return Outcome(None, "", [], str(e), 1)
         out = Outcome(scored.value, "", [], None, 1, False, "logprob", scored.meta())

@@ -17,6 +17,11 @@ class TransientJudgeError(JudgeRequestError):
     """A judge request failed in transport (5xx, 429, refused/dropped connection, timeout)."""
 
 
+class LogprobsUnavailable(JudgeRequestError):
+    """The in-process judge's engine cannot give prompt log-probs (a served model without them):
+    the asker turns log-prob scoring off and judges from generated text instead."""
+
+
 @dataclass
 class Reply:
     """A judge's reply text and, when the server gave them, its tokens with their log-probs and

@@ -64,8 +64,14 @@ def hf_callables(spec: str, plan, pool_factory: Callable[[], Any]) -> dict[str, 
         return fmt.render_messages(messages)
 
     def loglikelihood(requests: list[tuple[str, str]]) -> list[float]:
+        from harness.engine import LOGLIKELIHOOD
+        from harness.judging.protocol import LogprobsUnavailable
+
         pool, name = served()
-        return [lp for lp, _ in pool.engine(name).loglikelihood(list(requests))]
+        engine = pool.engine(name)
+        if not engine.info.can(LOGLIKELIHOOD):
+            raise LogprobsUnavailable(f"judge hf:{spec} runs on {engine.info.backend} without prompt log-probs")
+        return [lp for lp, _ in engine.loglikelihood(list(requests))]
 
     return {"generate": generate, "format_chat": format_chat, "loglikelihood": loglikelihood}
 
