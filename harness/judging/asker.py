@@ -147,6 +147,8 @@ class Asker:
             scored = self._score_candidates(messages, key)
             if scored is not None:
                 return scored
+            if self.cache is not None:  # log-prob scoring just turned off: text replies have their own key
+                key = self.cache.key(self.defn, self.backend, messages, seed)
         convo = list(messages)
         raws: list[str] = []
         requests = 0
@@ -182,7 +184,6 @@ class Asker:
                 {"role": "user", "content": self.defn.reask_message(lang)},
             ]
         return Outcome(None, "", raws, f"unparseable after {len(raws)} replies: {last_error}", requests)
-
 
     def _score_candidates(self, messages: list[dict], key: str | None) -> Outcome | None:
         """An in-process judge: the verdict from the probabilities of every allowed answer
