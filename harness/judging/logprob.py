@@ -7,7 +7,9 @@ backends supply them in one of two shapes:
 * **candidates** (in-process judges): the judge's prompt is rendered with the reply started
   (``{"score": `` or ``{"winner": "``) and every allowed continuation is scored with the
   Engine's ``loglikelihood``. A score continuation is the number followed by ``}`` or ``,``
-  (both scored, probabilities added), so "10" is not counted as the start of "100". Scales of
+  (both scored, probabilities added), so "10" is not counted as the start of "100"; a verdict
+  continuation is just ``A``, ``B`` or ``tie`` (one token each in most vocabularies, so the
+  Engine scores all three from one forward pass, as lm-eval does for one-token answers). Scales of
   at most 11 values score every value; wider scales score 11 evenly spaced values
   (0-100: 0, 10, ..., 100) and the expected value interpolates between them.
 * **top log-probs of a generated reply** (OpenAI-compatible and Ollama servers): the position
@@ -72,7 +74,7 @@ def candidates(kind: str, lo: int = 0, hi: int = 0) -> tuple[str, list[tuple[str
     """(reply prefix, [(label, continuation), ...]) for candidate scoring."""
     if kind == "pointwise":
         return SCORE_PREFIX, [(str(v), f"{v}{end}") for v in score_values(lo, hi) for end in SCORE_ENDS]
-    return WINNER_PREFIX, [(v, f'{v}"') for v in VERDICTS]
+    return WINNER_PREFIX, [(v, v) for v in VERDICTS]
 
 
 def _normalise(weights: dict[str, float]) -> tuple[dict[str, float], float]:
