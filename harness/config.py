@@ -185,6 +185,7 @@ class JudgeConfig(_Strict):
     num_ctx: int | None = None
     max_missing_rate: float = Field(default=0.2, ge=0.0, le=1.0)
     fallback: str | None = None  # used by the demo: backend when the first one is unreachable
+    scoring: Literal["auto", "text"] = "auto"  # auto: verdicts from log-probs where the backend has them
 
 
 class ParityConfig(_Strict):

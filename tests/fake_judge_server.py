@@ -12,12 +12,16 @@ model generates; stop strings and max_tokens are applied to it):
 * ``Action.text("...")``  the reply content is that text (prose, garbage, "85")
 * ``Action.status(500)``  an HTTP error with a JSON error body
 * ``Action.drop()``       the connection is closed without any response
+* ``Action.tokens([(token, logprob, [(alternative, logprob), ...]), ...])``  the reply is the
+  tokens joined; a request that asks for log-probs (OpenAI ``logprobs: true`` + ``top_logprobs``,
+  Ollama ``logprobs: true``) gets them back, at most ``top_logprobs`` alternatives per token
 * ``delay=`` on any of them: sleep that long first (slow replies, timeouts)
 
 Actions come from a FIFO queue (``server.push(...)``) and, when it is empty, from
 ``server.responder(api, payload) -> Action`` (default: ``default_action``), so scripts can be
 fixed sequences or depend on the prompt (safe under concurrency). ``server.count(path)``
 and ``server.requests`` record what arrived; ``server.max_in_flight`` the most requests answered at once.
+``server.refuse_logprobs = True`` answers any request that asks for log-probs with HTTP 400.
 
     with FakeJudgeServer(models=["llama3:latest"]) as srv:
         srv.push(Action.status(500), Action.json({"score": 85, "rationale": "ok"}))
@@ -46,6 +50,7 @@ class Action:
     body: Any = None
     code: int = 200
     delay: float = 0.0
+    logprobs: list | None = None  # [(token, logprob, [(alternative, logprob), ...]), ...]
 
     @classmethod
     def json(cls, obj: dict, delay: float = 0.0) -> Action:
@@ -54,6 +59,10 @@ class Action:
     @classmethod
     def text(cls, text: str, delay: float = 0.0) -> Action:
         return cls("text", text, 200, delay)
+
+    @classmethod
+    def tokens(cls, tokens: list, delay: float = 0.0) -> Action:
+        return cls("text", "".join(t for t, _, _ in tokens), 200, delay, [tuple(t) for t in tokens])
 
     @classmethod
     def status(cls, code: int = 500, message: str = "internal error", delay: float = 0.0) -> Action:
@@ -115,6 +124,7 @@ class FakeJudgeServer:
         self.api_key = api_key  # when set, /v1/* without "Authorization: Bearer <it>" gets 401
         self.in_flight = 0
         self.max_in_flight = 0
+        self.refuse_logprobs = False
         self._queue: deque[Action] = deque()
         self._lock = threading.Lock()
         self.requests: list[tuple[str, dict]] = []
@@ -279,18 +289,26 @@ class _Handler(BaseHTTPRequestHandler):
         if model not in self.fake.models and f"{model}:latest" not in self.fake.models:
             self._send_json(404, {"error": f"model '{model}' not found"})
             return
+        wants = bool(payload.get("logprobs"))
+        if wants and self.fake.refuse_logprobs:
+            msg = "logprobs are not supported by this server"
+            self._send_json(400, {"error": msg} if api == "ollama" else
+                            {"error": {"message": msg, "type": "invalid_request_error"}})
+            return
         action = self.fake.next_action(api, payload)
+        k = int(payload.get("top_logprobs") or 0)
+        lps = _logprobs(action.logprobs, k, api) if wants and action.logprobs else None
         delay = action.delay + self.fake.latency
         with self.fake._lock:
             self.fake.in_flight += 1
             self.fake.max_in_flight = max(self.fake.max_in_flight, self.fake.in_flight)
         try:
-            self._answer(api, model, payload, action, delay)
+            self._answer(api, model, payload, action, delay, lps)
         finally:
             with self.fake._lock:
                 self.fake.in_flight -= 1
 
-    def _answer(self, api: str, model: str, payload: dict, action: Action, delay: float) -> None:
+    def _answer(self, api: str, model: str, payload: dict, action: Action, delay: float, lps: Any) -> None:
         try:
             if delay:
                 time.sleep(delay)
@@ -330,6 +348,7 @@ class _Handler(BaseHTTPRequestHandler):
                         "done_reason": "stop",
                         "total_duration": int(delay * 1e9),
                         "eval_count": len(content.split()),
+                        **({"logprobs": lps} if lps is not None else {}),
                     },
                 )
             else:
@@ -344,6 +363,7 @@ class _Handler(BaseHTTPRequestHandler):
                             {
                                 "index": 0,
                                 "message": {"role": "assistant", "content": content},
+                                "logprobs": {"content": lps, "refusal": None} if lps is not None else None,
                                 "finish_reason": "stop",
                             }
                         ],
@@ -352,6 +372,14 @@ class _Handler(BaseHTTPRequestHandler):
                 )
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (timeout) before the slow reply
+
+
+def _logprobs(tokens: list, k: int, api: str) -> list[dict]:
+    """The tokens in the API's log-prob shape, each with at most ``k`` alternatives."""
+    extra = {"bytes": None} if api == "openai" else {}
+    return [{"token": t, "logprob": lp, **extra,
+             "top_logprobs": [{"token": a, "logprob": alp, **extra} for a, alp in list(alts)[:k]]}
+            for t, lp, alts in tokens]
 
 
 def _ollama_model(name: str) -> dict:

@@ -17,6 +17,7 @@ from harness.gate.rules import (
     OPS,
     CompareRule,
     DropRule,
+    JudgeRule,
     Rule,
     ScoreRef,
     load_gate_config,
@@ -27,7 +28,7 @@ from harness.gate.rules import (
 )
 
 __all__ = [
-    "GRAMMAR", "OPS", "CompareRule", "DropRule", "GateReport", "GateRow", "Rule", "ScoreRef", "check_gates",
+    "GRAMMAR", "OPS", "CompareRule", "DropRule", "GateReport", "JudgeRule", "GateRow", "Rule", "ScoreRef", "check_gates",
     "expected_scores", "format_table", "gate_main", "load_gate_config", "load_rules", "parse_rule", "parse_rule_string", "parse_rules",
     "preflight", "evaluate_gates", "to_markdown", "write_junit",
 ]

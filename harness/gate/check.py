@@ -17,7 +17,16 @@ from typing import Any
 from harness.baseline import Baseline, load_baseline
 from harness.errors import HarnessError
 from harness.gate.lookup import Absent, Found, ScoreTable, expected_groups, judge_rate
-from harness.gate.rules import EPS, CompareRule, DropRule, load_gate_config, parse_rules, split_drop_key
+from harness.gate.rules import (
+    EPS,
+    JUDGE_LIMITS,
+    CompareRule,
+    DropRule,
+    JudgeRule,
+    load_gate_config,
+    parse_rules,
+    split_drop_key,
+)
 from harness.records import Coverage
 from harness.store import RunDir
 
@@ -258,6 +267,32 @@ def _eval_drop(rule: DropRule, scores: ScoreTable, baseline: Baseline, run: RunD
     return rows
 
 
+def _eval_judge(rule: JudgeRule, card: dict[str, Any] | None, label: str) -> list[GateRow]:
+    """One row per bound and judge that has the figure; a bound no judge of the run has a
+    figure for fails closed (no judge ran, no pairwise judge for position consistency)."""
+    rows: list[GateRow] = []
+    judges = (card or {}).get("judges") or {}
+    for key, bound in rule.limits.items():
+        figure, op = JUDGE_LIMITS[key]
+        text = f"judge {figure} {op} {bound:g}"
+        if not judges:
+            rows.append(_absent_row(text, rule.name, f"no judge reliability card in {label} (no judge ran)"))
+            continue
+        found = {j: (body.get("figures") or {}).get(figure) or {} for j, body in judges.items()}
+        present = {j: f for j, f in found.items() if isinstance(f.get("value"), (int, float))}
+        if not present:
+            why = "; ".join(f"{j}: {f.get('reason') or 'not computed'}" for j, f in found.items())
+            rows.append(_absent_row(text, rule.name, f"no judge of {label} has a {figure} figure ({why})"))
+            continue
+        for j, f in present.items():
+            value = float(f["value"])
+            ok = _cmp(value, op, bound)
+            rel = op if ok else ("is not " + op)
+            rows.append(GateRow(f"{j}: {text}", value, bound, ok,
+                                f"{fmt_number(value)} {rel} {fmt_number(bound)} (n={f.get('n', 0)})", rule.name, op))
+    return rows
+
+
 def evaluate_gates(run_dir: str | Path, rules: Iterable[Any] | None = None, baseline_path: str | Path | None = None, *,
               default_baseline: str | None = None, max_missing_rate: float | None = None,
               search: Iterable[str | Path] = ()) -> GateReport:
@@ -299,6 +334,9 @@ def evaluate_gates(run_dir: str | Path, rules: Iterable[Any] | None = None, base
         here = f"{where}[{i}] '{rule.label}'"
         if isinstance(rule, CompareRule):
             report.rows.append(_eval_compare(rule, scores, here))
+            continue
+        if isinstance(rule, JudgeRule):
+            report.rows.extend(_eval_judge(rule, doc.get("judge_reliability"), scores.label))
             continue
         name = baseline_path if baseline_path is not None else rule.baseline or default_baseline
         if not name:

@@ -8,6 +8,7 @@ Rules (``gates:`` of harness.yaml or of a plain gate file; docs/gates.md has the
       - "dpo.judge >= sft.judge - 2"                      # relative with an offset
       - {rule: "sft.rougeL > base.rougeL", significant: true, name: sft-beats-base, max_missing_rate: 0.1}
       - {max_drop: {rougeL: 0.02, mmlu-mini.acc: 0.01}, baseline: main, significant: false}
+      - {judge: {max_missing: 0.1, min_position_consistency: 0.7}}   # the judge's reliability card
 
 Grammar of a rule string::
 
@@ -34,7 +35,7 @@ GRAMMAR = ("a rule is 'SCORE OP NUMBER' or 'SCORE OP SCORE [+|- NUMBER]' with OP
            "SCORE = model.metric or model.group.metric (e.g. 'sft.rougeL >= 0.30', "
            "'dpo.judge >= sft.judge - 2'), or a mapping {rule: ..., significant: true|false|required, "
            "name: ..., max_missing_rate: 0.1} or {max_drop: {METRIC: DROP, ...}, baseline: NAME, "
-           "significant: ...}; see docs/gates.md")
+           "significant: ...} or {judge: {max_missing: 0.1, min_position_consistency: 0.7, ...}}; see docs/gates.md")
 
 OPS = (">=", "<=", "==", ">", "<")
 EPS = 1e-9  # tolerance of every comparison (== and the limits)
@@ -46,6 +47,9 @@ _REF_RE = re.compile(rf"^(?P<ref>{_REF})(?:\s+(?P<sign>[+-])\s*(?P<num>{_NUMBER}
 _RULE_KEYS = {"rule", "name", "significant", "max_missing_rate"}
 _DROP_KEYS = {"max_drop", "baseline", "name", "significant", "max_missing_rate"}
 _SIG_MODES = {False: "off", True: "lenient", "required": "required"}
+# judge rule key -> (reliability card figure, the comparison the figure must pass)
+JUDGE_LIMITS = {"max_missing": ("missing", "<="), "max_parse_failure": ("parse_failure", "<="),
+                "min_position_consistency": ("position_consistency", ">="), "max_flip_rate": ("flip_rate", "<=")}
 
 
 @dataclass(frozen=True)
@@ -98,7 +102,23 @@ class DropRule:
         return self.name or self.text
 
 
-Rule = CompareRule | DropRule
+@dataclass
+class JudgeRule:
+    """Bounds on figures of the judge's reliability card (scores.json ``judge_reliability``)."""
+
+    limits: dict[str, float]
+    name: str | None = None
+
+    @property
+    def text(self) -> str:
+        return "judge {" + ", ".join(f"{k}: {v:g}" for k, v in self.limits.items()) + "}"
+
+    @property
+    def label(self) -> str:
+        return self.name or self.text
+
+
+Rule = CompareRule | DropRule | JudgeRule
 
 
 def split_drop_key(key: str, models) -> tuple[str | None, str]:
@@ -161,7 +181,7 @@ def parse_rule_string(text: str, *, where: str = "gates") -> CompareRule:
 
 def parse_rule(item: Any, *, where: str = "gates") -> Rule:
     """A rule as written in YAML (string or mapping) -> ``CompareRule`` | ``DropRule``."""
-    if isinstance(item, (CompareRule, DropRule)):
+    if isinstance(item, (CompareRule, DropRule, JudgeRule)):
         return item
     if isinstance(item, str):
         return parse_rule_string(item, where=where)
@@ -190,8 +210,10 @@ def parse_rule(item: Any, *, where: str = "gates") -> Rule:
                                                                                      item, where),
                         name=str(name) if name is not None else None,
                         max_missing_rate=_parse_rate(item.get("max_missing_rate"), item, where))
+    if "judge" in item:
+        return _parse_judge(item, where)
     if "rule" not in item:
-        raise _bad(item, "a mapping needs 'rule:' or 'max_drop:'", where)
+        raise _bad(item, "a mapping needs 'rule:', 'max_drop:' or 'judge:'", where)
     unknown = set(item) - _RULE_KEYS
     if unknown:
         raise _bad(item, f"unknown key(s) {', '.join(sorted(map(str, unknown)))} "
@@ -204,6 +226,24 @@ def parse_rule(item: Any, *, where: str = "gates") -> Rule:
     rule.name = str(name) if name is not None else None
     rule.max_missing_rate = _parse_rate(item.get("max_missing_rate"), item, where)
     return rule
+
+
+def _parse_judge(item: dict, where: str) -> JudgeRule:
+    unknown = set(item) - {"judge", "name"}
+    if unknown:
+        raise _bad(item, f"unknown key(s) {', '.join(sorted(map(str, unknown)))} (allowed: judge, name)", where)
+    limits = item["judge"]
+    if not isinstance(limits, dict) or not limits:
+        raise _bad(item, f"judge must be a non-empty mapping of {', '.join(JUDGE_LIMITS)}", where)
+    clean: dict[str, float] = {}
+    for key, val in limits.items():
+        if key not in JUDGE_LIMITS:
+            raise _bad(item, f"judge.{key} is not one of {', '.join(JUDGE_LIMITS)}", where)
+        if isinstance(val, bool) or not isinstance(val, (int, float)) or not 0 <= val <= 1:
+            raise _bad(item, f"judge.{key} must be a number from 0 to 1 (got {val!r})", where)
+        clean[key] = float(val)
+    name = item.get("name")
+    return JudgeRule(limits=clean, name=str(name) if name is not None else None)
 
 
 def parse_rules(items: Iterable[Any] | None, *, where: str = "gates") -> list[Rule]:

@@ -5,17 +5,18 @@ Heavy client libraries (ollama, openai, httpx) are imported only when a backend 
 """
 
 from .backends import (
-    HFBackend,
     JudgeBackend,
     JudgeRequestError,
     OllamaBackend,
     OpenAIBackend,
+    Reply,
     TransientJudgeError,
     make_backend,
     parse_backend_spec,
 )
 from .cache import JudgeCache, default_cache_dir
 from .definition import JudgeDefinition, JudgeSpec, available_judges, load_judge
+from .inprocess import HFBackend
 from .items import JudgeItem, PairItem, default_pairs, items_from_samples, pairs_from_samples
 from .pairwise import judge_pairwise
 from .parse import Parsed, parse_preference, parse_score
@@ -34,6 +35,7 @@ __all__ = [
     "OpenAIBackend",
     "PairItem",
     "Parsed",
+    "Reply",
     "TransientJudgeError",
     "available_judges",
     "count_missing",

@@ -1,9 +1,11 @@
 """Asking the judge: one question with retries, re-asks and the cache; many questions at once.
 
 One question (a rendered prompt and a seed) goes:
-  disk cache? -> backend.complete() with exponential-backoff retries on transport errors ->
-  parse (JSON, then tolerant) -> re-ask with a correction message when unparseable ->
-  cache only successes.
+  disk cache? -> an in-process judge with log-probs scores every allowed answer (no reply) ->
+  otherwise backend.reply() with exponential-backoff retries on transport errors ->
+  the verdict read from the reply's token log-probs when the server gave them, else parsed
+  from its text (JSON, then tolerant) -> re-ask with a correction message when unparseable ->
+  cache only successes. ``Outcome.meta["method"]`` says which: ``logprob`` or ``text``.
 After ``give_up_after`` questions in a row failed in transport, the rest are not sent (the
 server is gone). A question that fails comes back as an ``Outcome`` with ``value`` None and the
 error and raw replies kept; pointwise.py and pairwise.py turn Outcomes into Verdicts.
@@ -21,10 +23,11 @@ from typing import Any
 
 from harness.errors import HarnessError
 
-from .backends import JudgeBackend, JudgeRequestError, TransientJudgeError
 from .cache import JudgeCache
 from .definition import JudgeDefinition
+from .logprob import Scored, score_from_tokens, verdict_from_tokens
 from .parse import Parsed, parse_preference, parse_score
+from .protocol import JudgeBackend, JudgeRequestError, LogprobsUnavailable, Reply, TransientJudgeError
 
 ProgressCallback = Callable[[int, int], None]  # (done, total)
 
@@ -40,6 +43,7 @@ class Outcome:
     requests: int = 0
     cached: bool = False
     how: str = ""
+    meta: dict = field(default_factory=dict)  # method (logprob | text), distribution, expected, mass
 
 
 class Asker:
@@ -77,22 +81,34 @@ class Asker:
             return parse_score(text, self.defn.lo, self.defn.hi)
         return parse_preference(text)
 
-    def _complete(self, convo: list[dict], seed: int) -> tuple[str | None, int, str | None, bool]:
+    def _from_tokens(self, reply: Reply) -> Scored | None:
+        if not reply.tokens:
+            return None
+        if self.defn.kind == "pointwise":
+            return score_from_tokens(reply.tokens, self.defn.lo, self.defn.hi)
+        return verdict_from_tokens(reply.tokens)
+
+    def _send(self, convo: list[dict], seed: int) -> Reply:
+        if hasattr(self.backend, "reply"):
+            return self.backend.reply(convo, self.schema, seed=seed)
+        return Reply(self.backend.complete(convo, self.schema, seed=seed))
+
+    def _complete(self, convo: list[dict], seed: int) -> tuple[Reply | None, int, str | None, bool]:
         """(reply, requests made, error, failed in transport). Transport errors are retried
         with exponential backoff."""
         tries = 0
 
-        def once() -> str:
+        def once() -> Reply:
             nonlocal tries
             tries += 1
             with self._lock:
                 self.requests += 1
-            return self.backend.complete(convo, self.schema, seed=seed)
+            return self._send(convo, seed)
 
         try:
-            text, _ = with_retries(once, retries=self.retries, backoff=self.backoff,
-                                   max_backoff=self.max_backoff, transient=(TransientJudgeError,))
-            return text, tries, None, False
+            reply, _ = with_retries(once, retries=self.retries, backoff=self.backoff,
+                                    max_backoff=self.max_backoff, transient=(TransientJudgeError,))
+            return reply, tries, None, False
         except TransientJudgeError as e:
             return None, tries, f"{e} (gave up after {tries} tries)", True
         except JudgeRequestError as e:
@@ -125,12 +141,19 @@ class Asker:
                 return Outcome(
                     hit["value"],
                     hit.get("rationale", ""),
-                    [hit.get("raw", "")],
+                    [hit["raw"]] if hit.get("raw") else [],
                     None,
                     0,
                     True,
                     hit.get("how", ""),
+                    hit.get("meta") or {"method": "text"},
                 )
+        if getattr(self.backend, "scores_logprobs", False):
+            scored = self._score_candidates(messages, key)
+            if scored is not None:
+                return scored
+            if self.cache is not None:  # log-prob scoring just turned off: text replies have their own key
+                key = self.cache.key(self.defn, self.backend, messages, seed)
         convo = list(messages)
         raws: list[str] = []
         requests = 0
@@ -139,34 +162,66 @@ class Asker:
             tripped = self._tripped()
             if tripped:
                 return Outcome(None, "", raws, tripped, requests)
-            text, n, err, transport = self._complete(convo, seed)
+            reply, n, err, transport = self._complete(convo, seed)
             requests += n
             self._note(err if transport else None)
-            if text is None:
+            if reply is None:
                 return Outcome(None, "", raws, err, requests)
+            text = reply.text
             raws.append(text)
             parsed = self._parse(text)
+            scored = self._from_tokens(reply)
+            if scored is not None:
+                meta = scored.meta()
+                if parsed.ok:
+                    meta["text_value"] = parsed.value
+                out = Outcome(scored.value, parsed.rationale, raws, None, requests, False, "logprob", meta)
+                self._store(key, out, text)
+                return out
             if parsed.ok:
-                if key is not None:
-                    self.cache.put(
-                        key,
-                        {
-                            "value": parsed.value,
-                            "rationale": parsed.rationale,
-                            "raw": text,
-                            "how": parsed.how,
-                            "judge": self.defn.name,
-                            "backend": self.backend.spec,
-                            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                        },
-                    )
-                return Outcome(parsed.value, parsed.rationale, raws, None, requests, False, parsed.how)
+                out = Outcome(parsed.value, parsed.rationale, raws, None, requests, False, parsed.how,
+                              {"method": "text"})
+                self._store(key, out, text)
+                return out
             last_error = parsed.error
             convo = convo + [
                 {"role": "assistant", "content": text},
                 {"role": "user", "content": self.defn.reask_message(lang)},
             ]
         return Outcome(None, "", raws, f"unparseable after {len(raws)} replies: {last_error}", requests)
+
+    def _score_candidates(self, messages: list[dict], key: str | None) -> Outcome | None:
+        """An in-process judge: the verdict from the probabilities of every allowed answer
+        (None: its engine has no log-probs; it is asked for text from now on)."""
+        with self._lock:
+            self.requests += 1
+        try:
+            scored = self.backend.score(messages, self.defn.kind, self.defn.lo, self.defn.hi)
+        except LogprobsUnavailable:
+            self.backend.scores_logprobs = False
+            return None
+        except JudgeRequestError as e:
+            return Outcome(None, "", [], str(e), 1)
+        out = Outcome(scored.value, "", [], None, 1, False, "logprob", scored.meta())
+        self._store(key, out, "")
+        return out
+
+    def _store(self, key: str | None, out: Outcome, raw: str) -> None:
+        if key is None or self.cache is None:
+            return
+        self.cache.put(
+            key,
+            {
+                "value": out.value,
+                "rationale": out.rationale,
+                "raw": raw,
+                "how": out.how,
+                "meta": out.meta,
+                "judge": self.defn.name,
+                "backend": self.backend.spec,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            },
+        )
 
 
 def make_asker(

@@ -5,9 +5,13 @@
 * ``openai:<model>``  the official ``openai`` client against any OpenAI-compatible server
   (``base_url``/``api_key`` from options or ``OPENAI_BASE_URL``/``OPENAI_API_KEY``);
   ``response_format`` json_schema (default), json_object, or none.
-* ``hf:<model spec>`` an in-process model: the run stage injects ``generate(prompts) ->
-  replies`` and ``format_chat(messages) -> prompt``; concurrent callers are micro-batched
-  into one ``generate`` call.
+* ``hf:<model spec>`` an in-process model (harness/judging/inprocess.py).
+
+A backend that can also give token log-probabilities returns them from ``reply()`` (a
+:class:`Reply`); the asker then reads the verdict from them (harness/judging/logprob.py).
+Ollama and OpenAI-compatible servers are asked for ``top_logprobs`` (option ``top_logprobs``,
+default 20; ``scoring: text`` turns it off); a server that ignores the request, or refuses it
+(HTTP 400/422: asked once more without it, and not again), leaves the reply to the text parser.
 
 Transport failures that are worth retrying (HTTP 5xx/429, connection refused or dropped,
 timeouts) raise :class:`TransientJudgeError`; anything else a backend cannot do raises
@@ -19,58 +23,43 @@ from __future__ import annotations
 
 import os
 import threading
-import time
-from collections.abc import Callable
-from concurrent.futures import Future
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from harness.errors import HarnessError
 
+from .protocol import (
+    JudgeBackend,
+    JudgeRequestError,
+    Messages,
+    Reply,
+    TransientJudgeError,
+    decoding_options,
+)
+
 __all__ = [
-    "HFBackend",
     "JudgeBackend",
     "JudgeRequestError",
     "OllamaBackend",
     "OpenAIBackend",
+    "Reply",
     "TransientJudgeError",
     "make_backend",
     "parse_backend_spec",
 ]
 
-Messages = list[dict[str, str]]
+def _top_logprobs(options: dict[str, Any]) -> int:
+    """How many alternatives per token a server is asked for (0: no log-probs)."""
+    scoring = str(options.get("scoring", "auto"))
+    if scoring not in ("auto", "text"):
+        raise HarnessError(f"judge option scoring={scoring!r} is not supported", fix="Use auto or text.")
+    k = int(options.get("top_logprobs", 20))
+    if not 0 <= k <= 20:
+        raise HarnessError(f"judge option top_logprobs={k} is out of range", fix="Use 0 to 20.")
+    return 0 if scoring == "text" else k
 
 
-class JudgeRequestError(Exception):
-    """A judge request failed in a way that retrying the same request will not fix."""
-
-
-class TransientJudgeError(JudgeRequestError):
-    """A judge request failed in transport (5xx, 429, refused/dropped connection, timeout)."""
-
-
-@runtime_checkable
-class JudgeBackend(Protocol):
-    spec: str  # "ollama:llama3"
-    kind: str  # "ollama" | "openai" | "hf"
-    model: str
-
-    def check(self) -> None:
-        """Raise HarnessError (one line, with the fix) when the judge cannot be used."""
-
-    def complete(self, messages: Messages, schema: dict | None = None, seed: int | None = None) -> str:
-        """The judge's reply text to a chat. Raises TransientJudgeError / JudgeRequestError."""
-
-    def identity(self, seed: int | None = None) -> dict[str, Any]:
-        """What determines the reply besides the messages (part of the cache key)."""
-
-
-def _decoding_options(options: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {"temperature": float(options.get("temperature", 0.0))}
-    if options.get("num_ctx"):
-        out["num_ctx"] = int(options["num_ctx"])
-    if options.get("max_tokens"):
-        out["max_tokens"] = int(options["max_tokens"])
-    return out
+def _refuses_logprobs(code: int | None, message: str) -> bool:
+    return code in (400, 422) and "logprob" in message.lower()
 
 
 # --------------------------------------------------------------------------------------
@@ -98,8 +87,9 @@ class OllamaBackend:
             options.get("host") or os.environ.get("OLLAMA_HOST") or "http://localhost:11434"
         )
         self.timeout = float(options.get("timeout", 120.0))
-        self.decoding = _decoding_options(options)
+        self.decoding = decoding_options(options)
         self.seed = int(options.get("seed", 0))
+        self.top_logprobs = _top_logprobs(options)
         self._client = None
         self._lock = threading.Lock()
 
@@ -145,7 +135,8 @@ class OllamaBackend:
             )
 
     def identity(self, seed: int | None = None) -> dict[str, Any]:
-        return {"backend": "ollama", "model": self.model, "options": self._options(seed)}
+        return {"backend": "ollama", "model": self.model, "options": self._options(seed),
+                "top_logprobs": self.top_logprobs}
 
     def _options(self, seed: int | None) -> dict[str, Any]:
         opts = {k: v for k, v in self.decoding.items() if k != "max_tokens"}
@@ -155,19 +146,28 @@ class OllamaBackend:
         return opts
 
     def complete(self, messages: Messages, schema: dict | None = None, seed: int | None = None) -> str:
+        return self.reply(messages, schema, seed).text
+
+    def reply(self, messages: Messages, schema: dict | None = None, seed: int | None = None) -> Reply:
+        """The reply, with token log-probs when the server gives them (Ollama >= 0.12.11)."""
         import httpx
         import ollama
 
+        extra: dict[str, Any] = {"logprobs": True, "top_logprobs": self.top_logprobs} if self.top_logprobs else {}
         try:
             resp = self._get_client().chat(
                 model=self.model,
                 messages=messages,
                 format=schema if schema else None,
                 options=self._options(seed),
+                **extra,
             )
         except ollama.ResponseError as e:
             code = e.status_code
             msg = f"Ollama HTTP {code}: {str(e.error)[:200]}"
+            if extra and _refuses_logprobs(code, str(e.error)):
+                self.top_logprobs = 0  # this server cannot: ask again without, and never again
+                return self.reply(messages, schema, seed)
             if code is not None and (code >= 500 or code in (408, 429)):
                 raise TransientJudgeError(msg) from None
             if code == 404:
@@ -184,7 +184,11 @@ class OllamaBackend:
         except ValueError as e:  # not Ollama's JSON
             raise JudgeRequestError(f"Ollama at {self.host} answered with something that is not its JSON "
                                     f"({type(e).__name__})") from None
-        return resp.message.content or ""
+        tokens = None
+        if extra and getattr(resp, "logprobs", None):
+            tokens = [(t.token, float(t.logprob), [(a.token, float(a.logprob)) for a in (t.top_logprobs or [])])
+                      for t in resp.logprobs]
+        return Reply(resp.message.content or "", tokens)
 
 
 def _ollama_has(names: set[str], model: str) -> bool:
@@ -223,8 +227,9 @@ class OpenAIBackend:
         # local OpenAI-compatible servers (vLLM, llama.cpp, Ollama's /v1) accept any key
         self.api_key = key or "sk-no-key-required"
         self.timeout = float(options.get("timeout", 120.0))
-        self.decoding = _decoding_options(options)
+        self.decoding = decoding_options(options)
         self.seed = int(options.get("seed", 0))
+        self.top_logprobs = _top_logprobs(options)
         self.response_format = str(options.get("response_format", "json_schema"))
         if self.response_format not in ("json_schema", "json_object", "none"):
             raise HarnessError(
@@ -290,9 +295,14 @@ class OpenAIBackend:
             "model": self.model,
             "options": {**self.decoding, "seed": self.seed if seed is None else int(seed)},
             "response_format": self.response_format,
+            "top_logprobs": self.top_logprobs,
         }
 
     def complete(self, messages: Messages, schema: dict | None = None, seed: int | None = None) -> str:
+        return self.reply(messages, schema, seed).text
+
+    def reply(self, messages: Messages, schema: dict | None = None, seed: int | None = None) -> Reply:
+        """The reply, with ``logprobs: true, top_logprobs: k`` asked for (unless off)."""
         import openai
 
         kwargs: dict[str, Any] = {
@@ -310,6 +320,9 @@ class OpenAIBackend:
             }
         elif schema and self.response_format == "json_object":
             kwargs["response_format"] = {"type": "json_object"}
+        if self.top_logprobs:
+            kwargs["logprobs"] = True
+            kwargs["top_logprobs"] = self.top_logprobs
         try:
             resp = self._get_client().chat.completions.create(**kwargs)
         except openai.APITimeoutError:
@@ -320,127 +333,21 @@ class OpenAIBackend:
             raise TransientJudgeError(f"OpenAI-compatible connection failed: {e}") from None
         except openai.APIStatusError as e:
             msg = f"OpenAI-compatible HTTP {e.status_code}: {str(e.message)[:200]}"
+            if self.top_logprobs and _refuses_logprobs(e.status_code, str(e.message)):
+                self.top_logprobs = 0  # this server cannot: ask again without, and never again
+                return self.reply(messages, schema, seed)
             if e.status_code >= 500 or e.status_code in (408, 409, 429):
                 raise TransientJudgeError(msg) from None
             raise JudgeRequestError(msg) from None
         if not resp.choices:
             raise TransientJudgeError("OpenAI-compatible reply had no choices")
-        return resp.choices[0].message.content or ""
-
-
-# --------------------------------------------------------------------------------------
-# In-process model (hf:)
-# --------------------------------------------------------------------------------------
-
-
-class _MicroBatcher:
-    """Collect prompts submitted from many threads into one ``fn(prompts)`` call.
-
-    The first thread to arrive while nothing runs becomes the leader: it waits ``max_wait``
-    seconds for others to join, runs up to ``max_batch`` prompts at once, and keeps draining
-    until nothing is pending. Everyone else just waits for its own result.
-    """
-
-    def __init__(self, fn: Callable[[list[str]], list[str]], max_batch: int, max_wait: float):
-        self.fn = fn
-        self.max_batch = max(1, int(max_batch))
-        self.max_wait = max(0.0, float(max_wait))
-        self._lock = threading.Lock()
-        self._pending: list[tuple[str, Future]] = []
-        self._busy = False
-        self.calls = 0
-        self.batch_sizes: list[int] = []
-
-    def submit(self, prompt: str) -> str:
-        fut: Future = Future()
-        with self._lock:
-            self._pending.append((prompt, fut))
-            lead = not self._busy
-            if lead:
-                self._busy = True
-        if lead:
-            self._drain()
-        return fut.result()
-
-    def _drain(self) -> None:
-        first = True
-        while True:
-            if first and self.max_wait:
-                time.sleep(self.max_wait)
-            first = False
-            with self._lock:
-                batch = self._pending[: self.max_batch]
-                del self._pending[: self.max_batch]
-                if not batch:
-                    self._busy = False
-                    return
-            self.calls += 1
-            self.batch_sizes.append(len(batch))
-            try:
-                outs = list(self.fn([p for p, _ in batch]))
-                if len(outs) != len(batch):
-                    raise JudgeRequestError(
-                        f"generate() returned {len(outs)} replies for {len(batch)} prompts"
-                    )
-            except Exception as e:  # noqa: BLE001 - hand any failure to every waiter of this batch
-                for _, fut in batch:
-                    fut.set_exception(e)
-            else:
-                for (_, fut), out in zip(batch, outs):
-                    fut.set_result(out)
-
-
-class HFBackend:
-    """An in-process judge model. ``generate`` and ``format_chat`` come from the run stage.
-
-    ``generate(prompts: list[str]) -> list[str]`` must return only the newly generated text
-    (greedy decoding); ``format_chat(messages) -> str`` applies the judge's chat template
-    with the generation prompt. The JSON schema is not enforced (no constrained decoding):
-    the tolerant parser and re-asks cover that.
-    """
-
-    kind = "hf"
-
-    def __init__(
-        self,
-        model: str,
-        generate: Callable[[list[str]], list[str]],
-        format_chat: Callable[[Messages], str],
-        options: dict[str, Any] | None = None,
-    ):
-        options = dict(options or {})
-        if not model:
-            raise HarnessError(
-                "judge backend 'hf:' names no model", fix="Use e.g. --judge hf:zoo:smollm2-135m-instruct."
-            )
-        if not callable(generate) or not callable(format_chat):
-            raise HarnessError(
-                f"judge backend 'hf:{model}' needs generate and format_chat callables",
-                fix="The run stage passes them in make_backend options.",
-            )
-        self.model = model
-        self.spec = f"hf:{model}"
-        self.format_chat = format_chat
-        self.batcher = _MicroBatcher(
-            generate, int(options.get("batch_size", 8)), float(options.get("batch_wait", 0.02))
-        )
-        self.decoding = _decoding_options(options)
-
-    def check(self) -> None:
-        return None  # the model is loaded by the run stage; nothing to reach
-
-    def identity(self, seed: int | None = None) -> dict[str, Any]:
-        # greedy decoding: the seed does not change the reply, so it is not in the key
-        return {"backend": "hf", "model": self.model, "options": self.decoding}
-
-    def complete(self, messages: Messages, schema: dict | None = None, seed: int | None = None) -> str:
-        prompt = self.format_chat(messages)
-        try:
-            return self.batcher.submit(prompt)
-        except JudgeRequestError:
-            raise
-        except Exception as e:  # noqa: BLE001 - a model failure becomes a missing verdict
-            raise JudgeRequestError(f"in-process judge failed: {type(e).__name__}: {e}") from None
+        choice = resp.choices[0]
+        tokens = None
+        content = getattr(getattr(choice, "logprobs", None), "content", None)
+        if self.top_logprobs and content:
+            tokens = [(t.token, float(t.logprob), [(a.token, float(a.logprob)) for a in (t.top_logprobs or [])])
+                      for t in content]
+        return Reply(choice.message.content or "", tokens)
 
 
 # --------------------------------------------------------------------------------------
@@ -467,7 +374,8 @@ def make_backend(spec: str, options: dict[str, Any] | None = None) -> JudgeBacke
     """Build the backend for ``spec``; ``"none"`` gives None (no judging).
 
     options (all optional): host (ollama), base_url / api_key / response_format (openai),
-    generate / format_chat / batch_size (hf), timeout, seed, temperature (0), num_ctx,
+    generate / format_chat / loglikelihood / batch_size (hf), scoring (auto |
+    text), top_logprobs (ollama, openai; 20), timeout, seed, temperature (0), num_ctx,
     max_tokens. Unknown keys are ignored, so a judge config dict can be passed as is.
     """
     options = {k: v for k, v in dict(options or {}).items() if v is not None}
@@ -478,4 +386,6 @@ def make_backend(spec: str, options: dict[str, Any] | None = None) -> JudgeBacke
         return OllamaBackend(model, options)
     if kind == "openai":
         return OpenAIBackend(model, options)
+    from .inprocess import HFBackend
+
     return HFBackend(model, options.get("generate"), options.get("format_chat"), options)

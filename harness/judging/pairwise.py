@@ -1,5 +1,7 @@
 """Pairwise judging: does ``model_a`` beat ``model_b``? Asked in both orders (A/B swapped);
-orders that disagree make a tie, reported as inconsistent."""
+orders that disagree make a tie, reported as inconsistent. ``meta["orders"]`` keeps each
+order's letter (what the reliability card's position figures read), ``meta["method"]`` how
+they were read (``logprob``: the likeliest of A / B / tie, ``meta["distribution"]`` per order)."""
 
 from __future__ import annotations
 
@@ -112,6 +114,7 @@ def _pairwise_verdict(
     letters: dict[str, str | None] = {}
     errors, raws, rationales = [], [], {}
     all_outs = []
+    dists: dict[str, dict] = {}
     for order in ("ab", "ba"):
         outs = outs_by_order[order]
         all_outs += outs
@@ -127,6 +130,9 @@ def _pairwise_verdict(
             continue
         letter = _majority([str(o.value) for o in ok])
         letters[order] = letter
+        chosen = next((o for o in ok if o.value == letter), ok[0])
+        if "distribution" in chosen.meta:
+            dists[order] = chosen.meta["distribution"]
         rationales[order] = next((o.rationale for o in ok if o.value == letter), ok[0].rationale)
         # map the letter back to a model-relative side
         if letter == "tie":
@@ -137,6 +143,11 @@ def _pairwise_verdict(
             per_order[order] = "b" if letter == "A" else "a"
     meta = dict(meta)
     meta["orders"] = letters
+    methods = sorted({o.meta.get("method", "text") for o in all_outs if o.value is not None})
+    if methods:
+        meta["method"] = methods[0] if len(methods) == 1 else "mixed"
+    if dists:
+        meta["distribution"] = dists  # per order: probabilities of A / B / tie
     meta["requests"] = sum(o.requests for o in all_outs)
     meta["cached"] = all(o.cached for o in all_outs)
     repeats = len(outs_by_order["ab"])

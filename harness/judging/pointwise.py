@@ -1,6 +1,8 @@
 """Pointwise judging: grade each answer on the judge's scale; k repeats keep the median.
 
 A verdict that fails is missing (``score=None``, the raw replies and the error kept), never 0.
+``meta["method"]`` says how it was scored: ``logprob`` (the expected score over the allowed
+scores, with ``distribution`` and ``expected``) or ``text`` (parsed from the reply).
 """
 
 from __future__ import annotations
@@ -86,6 +88,15 @@ def judge_pointwise(
     return verdicts
 
 
+def _method_meta(ok: Sequence[Outcome], closest: Outcome) -> dict:
+    """How the verdict was scored (logprob | text | mixed) and, for log-prob scoring, the
+    distribution, expected score and probability mass of the repeat the verdict keeps."""
+    methods = sorted({o.meta.get("method", "text") for o in ok})
+    out = {k: v for k, v in closest.meta.items() if k != "method"}
+    out["method"] = methods[0] if len(methods) == 1 else "mixed"
+    return out
+
+
 def _join_raws(outs: Sequence[Outcome]) -> str:
     parts = []
     for o in outs:
@@ -117,6 +128,7 @@ def _pointwise_verdict(defn: JudgeDefinition, it: JudgeItem, outs: list[Outcome]
     values = [float(o.value) for o in ok]
     score = float(statistics.median(values))
     closest = min(ok, key=lambda o: abs(float(o.value) - score))
+    meta.update(_method_meta(ok, closest))
     if errors:
         meta["repeat_errors"] = errors
     return Verdict(

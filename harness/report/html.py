@@ -18,6 +18,7 @@ from markupsafe import Markup
 
 import harness.report.arena as arena_text
 from harness.report.charts import bar_chart, line_chart, model_colors
+from harness.report.judge_card import card_rows, self_preference_line
 from harness.report.rows import SIG_NOTE, Row, fmt, fmt_count, fmt_seconds
 from harness.report.view import ReportView, engine_label, main_metric, parity_label
 
@@ -30,7 +31,8 @@ def environment() -> Environment:
     env.filters["fmt"] = fmt
     env.filters["seconds"] = fmt_seconds
     env.filters["count"] = fmt_count
-    env.globals.update(engine_label=engine_label, parity_label=parity_label)
+    env.globals.update(engine_label=engine_label, parity_label=parity_label, card_rows=card_rows,
+                       self_preference_line=self_preference_line)
     env.filters["tojson_obj"] = lambda v: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v
     return env
 

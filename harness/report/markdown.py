@@ -13,6 +13,18 @@ from harness.report.view import ReportView, engine_label, main_metric, parity_la
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~#])")
 
 
+def judge_card_lines(card) -> list[str]:
+    from harness.report.judge_card import card_rows, self_preference_line
+
+    header, rows = card_rows(card)
+    if not rows:
+        return []
+    out = ["### Judge reliability", "", table([md_escape(h) for h in header],
+                                               [[md_escape(c) for c in r] for r in rows]), ""]
+    line = self_preference_line(card)
+    return out + ([md_escape(line), ""] if line else [])
+
+
 def md_escape(text: Any, *, max_len: int | None = None) -> str:
     """Safe inside a GFM table cell or a heading: no raw HTML, no table breakers, one line."""
     s = "" if text is None else str(text)
@@ -142,6 +154,7 @@ def render_markdown(view: ReportView, *, n_samples: int = 5) -> str:
                                   if c.model == m] for m in view.models]
         out += ["Missing verdicts (unparseable or failed judge replies; never counted as 0):", "",
                 table(["model"] + [md_escape(r.label) for r in view.judge], miss), ""]
+        out += judge_card_lines(view.judge_card)
         for pw in view.pairwise:
             out += [f"### Pairwise: {md_escape(pw.get('judge') or pw['group'])}", "",
                     "Row model against column model: win / tie / loss (missing).", ""]

@@ -70,6 +70,7 @@ class ReportView:
     sample_metrics: list[str]
     comparisons: list[tuple[str, str]]
     arena: ArenaSection | None = None  # human votes of `harness arena` (report/arena.py)
+    judge_card: dict[str, Any] | None = None  # scores.json judge_reliability (harness/report/judge_card.py)
 
 
 def models_info(info: dict) -> dict[str, dict]:
@@ -286,6 +287,7 @@ def build_view(run: RunDir) -> ReportView:
         judge=[r for s in judge_sections for r in s.rows], judge_groups=judge_sections, pairwise=pairwise,
         training=training, items=items, sample_metrics=sample_metrics, comparisons=comparisons(models),
         arena=arena_section(run, models),
+        judge_card=scores.get("judge_reliability"),
     )
 
 

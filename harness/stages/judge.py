@@ -18,11 +18,14 @@ from harness.errors import HarnessError
 def backend_options(cfg) -> dict[str, Any]:
     jc = cfg.judge
     return {"host": jc.host, "base_url": jc.base_url, "api_key": jc.api_key, "num_ctx": jc.num_ctx,
-            "seed": cfg.seed, "batch_size": jc.concurrency}  # batch_size: in-process (hf:) judges
+            "seed": cfg.seed, "batch_size": jc.concurrency,  # batch_size: in-process (hf:) judges
+            "scoring": jc.scoring}
 
 
 def hf_callables(spec: str, plan, pool_factory: Callable[[], Any]) -> dict[str, Callable]:
-    """``generate`` / ``format_chat`` for an in-process judge, loaded on first use.
+    """``generate`` / ``format_chat`` / ``loglikelihood`` for an in-process judge, loaded on
+    first use. ``loglikelihood([(context, continuation), ...]) -> [log p]`` goes through the
+    Engine, so any backend with log-probs (transformers, vLLM) scores the judge.
 
     When the judge is the same checkpoint as a plain (adapter-free) model of the run, its
     already-loaded base is reused; otherwise the judge model is loaded on its own.
@@ -63,7 +66,23 @@ def hf_callables(spec: str, plan, pool_factory: Callable[[], Any]) -> dict[str, 
         state["fmt"] = fmt
         return fmt.render_messages(messages)
 
-    return {"generate": generate, "format_chat": format_chat}
+    def loglikelihood(requests: list[tuple[str, str]]) -> list[float]:
+        from harness.engine import LOGLIKELIHOOD
+        from harness.judging.protocol import LogprobsUnavailable
+
+        pool, name = served()
+        engine = pool.engine(name)
+        if not engine.info.can(LOGLIKELIHOOD):
+            raise LogprobsUnavailable(f"judge hf:{spec} runs on {engine.info.backend} without prompt log-probs")
+        return [lp for lp, _ in engine.loglikelihood(list(requests))]
+
+    return {"generate": generate, "format_chat": format_chat, "loglikelihood": loglikelihood}
+
+
+def _scoring(backend) -> str:
+    """How the backend reads verdicts (part of a judge unit's key: switching ``scoring`` re-judges)."""
+    ident = backend.identity() if hasattr(backend, "identity") else {}
+    return str(ident.get("scoring") or ("logprob" if ident.get("top_logprobs") else "text"))
 
 
 def _samples(rundir, models: list[str], tasks: list[str], limit: int | None) -> dict[str, list]:
@@ -97,7 +116,7 @@ def execute(plan, rundir, progress, pool_factory: Callable[[], Any]) -> None:
             for task in plan.tasks:
                 task_by_model = {m: [s for s in ss if s.task == task.name] for m, ss in by_model.items()}
                 pairs = pairs_from_samples(task_by_model)
-                key = unit_key("judge", defn.hash, backend.spec, task.name,
+                key = unit_key("judge", defn.hash, backend.spec, _scoring(backend), task.name,
                                [(p.model_a, p.model_b, p.id, p.answer_a, p.answer_b) for p in pairs])
                 if rundir.unit_done(key):
                     continue
@@ -118,7 +137,7 @@ def execute(plan, rundir, progress, pool_factory: Callable[[], Any]) -> None:
         for model, samples in by_model.items():
             for task in plan.tasks:
                 items = items_from_samples([s for s in samples if s.task == task.name])
-                key = unit_key("judge", defn.hash, backend.spec, model, task.name, [(i.id, i.answer) for i in items])
+                key = unit_key("judge", defn.hash, backend.spec, _scoring(backend), model, task.name, [(i.id, i.answer) for i in items])
                 if items and not rundir.unit_done(key):
                     pending.append((model, task.name, key, items))
         if not pending:

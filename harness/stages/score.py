@@ -222,9 +222,12 @@ def execute(rundir, seed: int = 0, n_resamples: int = 1000, coverage: Coverage |
         groups["all"] = task_group(pooled, seed=seed, n_resamples=n_resamples, corpus=False)
         groups["all"]["info"]["tasks"] = generation
     groups.update(_benchmark_groups(rundir, info, seed, n_resamples))
-    groups.update(_judge_groups(rundir, info, seed))
+    judge_groups, card = _judge_groups(rundir, info, seed)
+    groups.update(judge_groups)
     scores = {"schema": 1, "run_id": info.get("run_id"), "config_hash": info.get("config_hash"),
               "models": order, "coverage": (coverage or Coverage()).to_dict(), "groups": groups}
+    if card is not None:
+        scores["judge_reliability"] = card
     rundir.write_json("scores.json", scores)
     return scores
 
@@ -251,9 +254,11 @@ def _benchmark_groups(rundir, info: dict[str, Any], seed: int, n_resamples: int)
     return groups
 
 
-def _judge_groups(rundir, info: dict[str, Any], seed: int) -> dict[str, Any]:
-    """scores.json groups 'judge' (pointwise) and 'judge-pairwise' from stored verdicts."""
+def _judge_groups(rundir, info: dict[str, Any], seed: int) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """scores.json groups 'judge' (pointwise) and 'judge-pairwise' from stored verdicts, and the
+    judge's reliability card (None when no judge ran)."""
     from harness.judging import summarize_pairwise, summarize_pointwise
+    from harness.judging.reliability import reliability_card
 
     order = info.get("models_order") or []
     pointwise, pairwise = [], []
@@ -275,7 +280,12 @@ def _judge_groups(rundir, info: dict[str, Any], seed: int) -> dict[str, Any]:
         group["info"].update(judge_info)
         group["info"].update(_pairwise_views(group))
         groups["judge-pairwise"] = group
-    return groups
+    card = None
+    if pointwise or pairwise:
+        models = (rundir.config() or {}).get("models") or {}
+        card = reliability_card(pointwise + pairwise, judge_spec=run_judge.get("backend"),
+                                models=models if isinstance(models, dict) else {}, evaluated=order)
+    return groups, card
 
 
 def _pairwise_views(group: dict[str, Any]) -> dict[str, Any]:
