@@ -24,6 +24,33 @@ app.add_typer(zoo_app, name="zoo")
 app.add_typer(baseline_app, name="baseline")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from harness import __version__
+
+        typer.echo(f"harness {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                          help="Print the version and exit.")) -> None:
+    pass
+
+
+def _announce_run(path: Path) -> None:
+    """The run directory and report on stdout; with $GITHUB_OUTPUT set (a GitHub Actions step),
+    also ``run_dir=...`` and ``report=...`` lines there, for later steps (docs/ci.md)."""
+    import os
+
+    typer.echo(f"run directory: {path}")
+    typer.echo(f"report: {path / 'report.html'}")
+    out = os.environ.get("GITHUB_OUTPUT")
+    if out:
+        with open(out, "a", encoding="utf-8") as fh:
+            fh.write(f"run_dir={path.resolve()}\nreport={(path / 'report.html').resolve()}\n")
+
+
 ConfigOpt = typer.Option(None, "--config", "-c", help="harness.yaml (default: ./harness.yaml, else the built-in demo).")
 
 
@@ -38,10 +65,13 @@ def run(
                                                   "'none' to skip."),
     judge: str | None = typer.Option(None, "--judge", "-j", help="ollama:MODEL, openai:MODEL, hf:SPEC or none."),
     limit: int | None = typer.Option(None, "--limit", "-n", help="Evaluate only the first N items of each task."),
-    output: Path | None = typer.Option(None, "--output", "-o", help="Output root (default: reports/)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Output root (default: the config's "
+                                                                     "output_dir, else ./reports)."),
     resume: Path | None = typer.Option(None, "--resume", help="Continue a run directory; finished units are kept."),
     gate: bool = typer.Option(False, "--gate", help="Run the config's gates at the end and exit with their code."),
     junit: Path | None = typer.Option(None, "--junit", help="With --gate: write JUnit XML here."),
+    markdown: Path | None = typer.Option(None, "--markdown", help="With --gate: write the gate table as Markdown "
+                                                                  "here (e.g. for a pull-request comment)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code",
                                            help="Allow models marked `trust_remote_code: true` in the config to "
@@ -55,12 +85,11 @@ def run(
     rundir = api.run(config=config, models=_split(models), tasks=_split(tasks), benchmarks=_split(benchmarks),
                      judge=judge, limit=limit, output_dir=output, resume=resume, quiet=quiet,
                      trust_remote_code=trust_remote_code or None, gate=gate)
-    typer.echo(f"run directory: {rundir.path}")
-    typer.echo(f"report: {rundir.path / 'report.html'}")
+    _announce_run(rundir.path)
     if gate:
         from harness.gate import gate_main
 
-        code = gate_main(rundir.path, junit=junit)
+        code = gate_main(rundir.path, junit=junit, markdown=markdown)
         raise typer.Exit(code)
 
 
@@ -93,11 +122,14 @@ def gate(run_dir: Path = typer.Argument(..., help="A run directory."),
          config: Path | None = typer.Option(None, "--config", "-c",
                                                help="Apply the gates of this harness.yaml or gate file instead."),
          baseline: Path | None = typer.Option(None, "--baseline", help="Baseline name or JSON file for max_drop rules."),
-         junit: Path | None = typer.Option(None, "--junit", help="Write JUnit XML here.")) -> None:
+         junit: Path | None = typer.Option(None, "--junit", help="Write JUnit XML here."),
+         markdown: Path | None = typer.Option(None, "--markdown", help="Write the gate table as Markdown here "
+                                                                       "(e.g. for a pull-request comment).")
+         ) -> None:
     """Check score gates: exit 0 when all pass, 1 when any fails, 2 on a config or input error."""
     from harness.gate import gate_main
 
-    raise typer.Exit(gate_main(run_dir, config=config, baseline=baseline, junit=junit))
+    raise typer.Exit(gate_main(run_dir, config=config, baseline=baseline, junit=junit, markdown=markdown))
 
 
 @app.command()
@@ -185,7 +217,7 @@ def demo(retrain: bool = typer.Option(False, "--retrain", help="Rebuild the demo
     if retrain:
         api.retrain_demo(quiet=quiet)
     rundir = api.run(config=api.DEMO_CONFIG, quiet=quiet)
-    typer.echo(f"run directory: {rundir.path}")
+    _announce_run(rundir.path)
 
 
 def main() -> None:  # pragma: no cover - console script entry
