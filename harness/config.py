@@ -37,8 +37,29 @@ class _Strict(BaseModel):
 
 BACKENDS = ("hf", "vllm", "openai", "ollama")
 SERVED_BACKENDS = ("openai", "ollama")
-VLLM_OPTIONS = ("gpu_memory_utilization", "max_model_len", "tensor_parallel_size", "enforce_eager",
-                "kv_cache_space_gb", "max_num_seqs", "swap_space", "max_loras")
+# the `vllm:` options of a model (backend: vllm) and their types
+VLLM_OPTIONS: dict[str, type] = {
+    "gpu_memory_utilization": float, "max_model_len": int, "tensor_parallel_size": int,
+    "enforce_eager": bool, "kv_cache_space_gb": float, "max_num_seqs": int, "max_loras": int, "seed": int,
+}
+
+
+def check_vllm_options(options: dict | None, where: str = "vllm") -> dict[str, Any]:
+    """The user's ``vllm:`` mapping, checked: unknown names (with a did-you-mean) and wrong types
+    are one-line errors."""
+    out: dict[str, Any] = {}
+    for key, value in (options or {}).items():
+        if key not in VLLM_OPTIONS:
+            raise HarnessError(f"{where}.{key}: unknown option{did_you_mean(key, VLLM_OPTIONS)}",
+                               fix=f"Use one of: {', '.join(VLLM_OPTIONS)}.")
+        kind = VLLM_OPTIONS[key]
+        ok = isinstance(value, bool) if kind is bool else \
+            isinstance(value, (int, float) if kind is float else int) and not isinstance(value, bool)
+        if not ok or (kind is not bool and value <= 0):
+            want = {bool: "true or false", int: "a positive integer", float: "a positive number"}[kind]
+            raise HarnessError(f"{where}.{key}: {value!r} is not {want}", fix=f"Give {key} {want}.")
+        out[key] = value
+    return out
 
 
 class ModelSpec(_Strict):
@@ -95,11 +116,10 @@ class ModelSpec(_Strict):
     @field_validator("vllm")
     @classmethod
     def _known_vllm_options(cls, v: dict[str, Any]) -> dict[str, Any]:
-        for key in v:
-            if key not in VLLM_OPTIONS:
-                raise ValueError(f"unknown vLLM option {key!r}{did_you_mean(key, VLLM_OPTIONS)}; "
-                                 f"known: {', '.join(VLLM_OPTIONS)}")
-        return v
+        try:
+            return check_vllm_options(v)
+        except HarnessError as err:
+            raise ValueError(str(err)) from None
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelSpec:

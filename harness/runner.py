@@ -1,6 +1,7 @@
 """The executor: sequences the stages of a run and owns the run directory's lifecycle.
 
-plan (stages/plan.py) -> generate -> benchmark -> judge -> parity (stages/*.py) -> score (stages/score.py).
+plan (stages/plan.py) -> generate -> preference -> benchmark -> judge -> parity (stages/*.py) -> score
+(stages/score.py).
 Every work unit (one model on one task, one model on one benchmark, one judge pass) has a key
 that hashes everything its result depends on. A finished unit is written to the run directory
 at once and marked done, so ``harness run --resume RUN`` skips it and an interrupted or failed
@@ -21,13 +22,14 @@ from harness.stages.plan import Plan
 
 def execute(plan: Plan, rundir, progress: Progress) -> None:
     """Run every unit not already done in ``rundir``, stage by stage (scores come after)."""
-    from harness.stages import benchmark, generate, judge, parity
+    from harness.stages import benchmark, generate, judge, parity, preference
 
     model_info: dict[str, Any] = rundir.run_info().get("models", {}) if rundir.exists("run.json") else {}
     if any(getattr(plan.resolved.get(n), "kind", "") == "served" for n in plan.models):
         plan.pool().use_served_cache(rundir.served_cache_path())
     try:
         generate.execute(plan, rundir, progress, model_info)
+        preference.execute(plan, rundir, progress, model_info)
         benchmark.execute(plan, rundir, progress, model_info)
         generate.save_models(rundir, model_info)
         if plan.judge_backend is not None:
@@ -93,6 +95,8 @@ def _plan_info(cfg: HarnessConfig, plan: Plan) -> dict[str, Any]:
         "judge": {"backend": plan.judge_label, "small_local": plan.judge_label.startswith("hf:"),
                   "judges": [d.name for d in plan.judges] if plan.judge_backend is not None else []},
     }
+    if plan.preference_tasks:  # scored as task groups, never pooled into `all`
+        info["preference_tasks"] = [t.name for t in plan.preference_tasks]
     if plan.trusted:
         info["trust_remote_code"] = plan.trusted
     if plan.switched_off:  # the gate fails these closed ("configured but did not run")

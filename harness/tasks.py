@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.errors import HarnessError, did_you_mean
 from harness.io import read_json, read_jsonl_located, read_text, read_yaml, yaml_key_lines
@@ -23,6 +23,7 @@ from harness.records import Sample
 
 BUILTIN_TASKS = Path(__file__).resolve().parent / "demo" / "tasks"  # the demo tasks, shipped in the package
 DEFAULT_METRICS = ["rouge", "bleu", "chrf", "bertscore", "exact_match", "length", "perplexity"]
+PREFERENCE_METRICS = ("preference",)  # what a preference task computes (harness/metrics/preference.py)
 
 
 class FieldMap(BaseModel):
@@ -32,6 +33,10 @@ class FieldMap(BaseModel):
     reference: str = "output"
     messages: str | None = None  # a chat list: the last assistant turn is the reference
     id: str | None = None
+    # preference tasks (``type: preference``): the trl/DPO field names
+    prompt: str = "prompt"  # a row without it uses instruction (+ input)
+    chosen: str = "chosen"
+    rejected: str = "rejected"
 
 
 class TaskGeneration(BaseModel):
@@ -42,10 +47,12 @@ class TaskGeneration(BaseModel):
 
 
 class TaskSpec(BaseModel):
-    """One generation task."""
+    """One task: ``generation`` (the model answers, metrics score the answer) or ``preference``
+    (rows of prompt / chosen / rejected; the model's log-likelihoods of both answers are compared)."""
 
     model_config = ConfigDict(extra="forbid")
     name: str
+    type: Literal["generation", "preference"] = "generation"
     description: str = ""
     data: str
     split: str | None = None
@@ -89,6 +96,24 @@ class TaskSpec(BaseModel):
             raise ValueError(f"unknown text encoding {v!r} (use a Python codec name: utf-8, cp949, euc-kr)") from None
         return v
 
+    @model_validator(mode="after")
+    def _metrics_fit_the_type(self) -> TaskSpec:
+        if self.type == "preference":
+            if "metrics" not in self.model_fields_set:
+                self.metrics = list(PREFERENCE_METRICS)
+            other = [m for m in self.metrics if m not in PREFERENCE_METRICS]
+            if other:
+                raise ValueError(f"a preference task computes {', '.join(PREFERENCE_METRICS)} only, not "
+                                 f"{other[0]!r} (no answer is generated)")
+        elif any(m in PREFERENCE_METRICS for m in self.metrics):
+            raise ValueError(f"metric {PREFERENCE_METRICS[0]!r} needs 'type: preference' (rows of prompt, "
+                             "chosen, rejected)")
+        return self
+
+    @property
+    def is_preference(self) -> bool:
+        return self.type == "preference"
+
     def data_path(self) -> Path | None:
         if self.data.startswith("hf:"):
             return None
@@ -97,7 +122,12 @@ class TaskSpec(BaseModel):
 
     def content_hash(self) -> str:
         """Hash of the definition and its data: part of every work-unit key."""
-        h = hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode())
+        definition = self.model_dump(mode="json")
+        if not self.is_preference:  # fields generation tasks ignore: keys stay what they were before
+            definition.pop("type")
+            for k in ("prompt", "chosen", "rejected"):
+                definition["fields"].pop(k)
+        h = hashlib.sha256(json.dumps(definition, sort_keys=True).encode())
         p = self.data_path()
         if p is not None and p.is_file():
             h.update(p.read_bytes())
@@ -280,6 +310,38 @@ def _row_to_sample(task: TaskSpec, row: dict[str, Any], i: int, where: str) -> S
                   reference=reference, meta={**meta, **extra})
 
 
+def _text_field(task: TaskSpec, row: dict[str, Any], key: str, where: str) -> str:
+    value = row.get(key)
+    if value is None or value == "":
+        have = ", ".join(map(str, row))
+        raise HarnessError(f"{where}: missing field '{key}' (has: {have})",
+                           fix=f"Preference rows need prompt, chosen and rejected; map your field names under "
+                               f"'fields:' in {task.source or 'the task file'}.")
+    if not isinstance(value, str):
+        raise HarnessError(f"{where}: field '{key}' must be text, got {type(value).__name__}",
+                           fix="Write chosen and rejected as plain answer text (chat-message lists are not read).")
+    return value
+
+
+def _row_to_preference(task: TaskSpec, row: dict[str, Any], i: int, where: str) -> Sample:
+    """A preference row: the prompt (``prompt``, else ``instruction`` + ``input``) as the Sample's
+    instruction/input, ``chosen`` as its reference, both answers in ``meta``."""
+    f = task.fields
+    if f.prompt in row:
+        instruction, inp = _text_field(task, row, f.prompt, where), ""
+    elif f.instruction in row:
+        instruction = _text_field(task, row, f.instruction, where)
+        inp = str(row.get(f.input) or "") if f.input else ""
+    else:
+        instruction, inp = _text_field(task, row, f.prompt, where), ""  # raises: names the field
+    chosen, rejected = _text_field(task, row, f.chosen, where), _text_field(task, row, f.rejected, where)
+    sid = str(row[f.id]) if f.id and f.id in row else f"{task.name}-{i:04d}"
+    lang = task.language if task.language != "auto" else detect_lang(f"{instruction} {inp} {chosen}")
+    extra = {k: v for k, v in row.items() if k in ("skill", "lang", "category", "rejected_kind")}
+    return Sample(id=sid, task=task.name, lang=lang, instruction=instruction, input=inp, reference=chosen,
+                  meta={"chosen": chosen, "rejected": rejected, **extra})
+
+
 def load_samples(task: TaskSpec, limit: int | None = None) -> list[Sample]:
     """The task's items as Samples (no model fields yet)."""
     path = task.data_path()
@@ -290,7 +352,7 @@ def load_samples(task: TaskSpec, limit: int | None = None) -> list[Sample]:
     for i, (where, row) in enumerate(rows):
         if task.filter and any(row.get(k) != v for k, v in task.filter.items()):
             continue
-        samples.append(_row_to_sample(task, row, i, where))
+        samples.append((_row_to_preference if task.is_preference else _row_to_sample)(task, row, i, where))
     if not samples:
         raise HarnessError(f"task {task.name}: no rows left after filter {task.filter} in {where_file}")
     n = min(x for x in (limit, task.limit) if x) if (limit or task.limit) else None

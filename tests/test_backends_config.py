@@ -28,6 +28,7 @@ def _cfg(models: dict, **extra):
     ({"responses": "a.jsonl", "backend": "vllm"}, "not served by a backend"),
     ({"path": "x", "vllm": {"max_model_len": 512}}, "only with backend: vllm"),
     ({"path": "x", "backend": "vllm", "vllm": {"gpu_mem_utilization": 0.5}}, "did you mean 'gpu_memory_utilization'"),
+    ({"path": "x", "backend": "vllm", "vllm": {"max_model_len": 0}}, "positive integer"),
     ({"path": "x", "backend": "vllm", "load_in_4bit": True}, "use backend: hf"),
     ({"path": "x", "backend": "vlm"}, "backend"),
 ])

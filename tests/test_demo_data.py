@@ -182,7 +182,9 @@ def test_task_yamls():
             assert all(r["lang"] == lang and r["format"] == "text" for r in rows)
     suite = yaml.safe_load((TASKS / "demo.yaml").read_text(encoding="utf-8"))
     assert suite == {"name": "demo", "description": suite.get("description"),
-                     "suite": ["demo-en", "demo-ko", "demo-json"]}
+                     "suite": ["demo-en", "demo-ko", "demo-json", "demo-pref"]}
+    pref = yaml.safe_load((TASKS / "demo-pref.yaml").read_text(encoding="utf-8"))
+    assert pref["type"] == "preference" and (TASKS / pref["data"]).resolve() == (DATA / "dpo_test.jsonl").resolve()
 
 
 def test_tables_ship_as_package_data():

@@ -29,6 +29,8 @@ def test_registry_entries():
         "json",
         "length",
         "perplexity",
+        "lang_consistency",
+        "preference",
     ]
     assert METRICS["rouge"].outputs == {"rouge1": True, "rouge2": True, "rougeL": True}
     assert METRICS["bleu"].corpus == ("bleu",) and METRICS["bleu"].per_sample
@@ -70,7 +72,7 @@ def test_functions_write_only_their_declared_outputs(name):
     for key, values in out.items():
         assert key in spec.outputs or (spec.dynamic and key.startswith(spec.dynamic)), key
         assert len(values) == len(ANSWERS.predictions)
-    assert name == "perplexity" or out  # perplexity's values come from the Engine
+    assert name in ("perplexity", "preference") or out  # their values come from the Engine
 
 
 def test_decorator_refuses_options_that_differ_from_the_signature(monkeypatch):

@@ -192,7 +192,7 @@ def test_the_built_in_demo_config_has_no_output_dir_and_finds_its_files(tmp_path
     monkeypatch.chdir(tmp_path)
     cfg = load_config(DEMO_CONFIG)
     assert cfg.output_dir is None and cfg.output_root() == tmp_path.resolve() / "reports"
-    assert [t.name for t in load_tasks(cfg.tasks, [Path(cfg.base_dir) / "tasks"])] == ["demo-en", "demo-ko", "demo-json"]
+    assert [t.name for t in load_tasks(cfg.tasks, [Path(cfg.base_dir) / "tasks"])] == ["demo-en", "demo-ko", "demo-json", "demo-pref"]
     assert resolve_baseline_path("demo") == DEMO_CONFIG.parent / "baselines" / "demo.json"
     assert set(cfg.judge.judges) <= set(available_judges())
     # a ./baselines/demo.json of the user's own comes first

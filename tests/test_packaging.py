@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 DEMO_FILES = ["harness.yaml", "baselines/demo.json", "data/test.jsonl", "data/sft_train.jsonl", "data/dpo_train.jsonl",
               "tasks/demo.yaml", "tasks/demo-en.yaml", "tasks/demo-ko.yaml", "tasks/demo-json.yaml",
+              "tasks/demo-pref.yaml", "data/dpo_test.jsonl",
               "sft/adapter_config.json", "sft/adapter_model.safetensors", "sft/tokenizer.json",
               "dpo/adapter_config.json", "dpo/adapter_model.safetensors", "dpo/tokenizer.json"]
 

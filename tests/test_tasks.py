@@ -83,11 +83,14 @@ def test_task_by_name_from_extra_dir_and_suite_expansion(tmp_path):
 
 def test_bundled_demo_suite_loads():
     tasks = load_tasks(["demo"])
-    assert [t.name for t in tasks] == ["demo-en", "demo-ko", "demo-json"]
-    en, ko, js = (load_samples(t) for t in tasks)
+    assert [t.name for t in tasks] == ["demo-en", "demo-ko", "demo-json", "demo-pref"]
+    en, ko, js, pref = (load_samples(t) for t in tasks)
     assert en and ko and js
     assert {s.lang for s in en} == {"en"} and {s.lang for s in ko} == {"ko"}
     assert all(json.loads(s.reference) is not None for s in js)
+    # the 63 held-out pairs `demo --retrain` checks; ids are the data's own
+    assert len(pref) == 63 and len({s.id for s in pref}) == 63 and tasks[3].type == "preference"
+    assert all(s.meta["chosen"] == s.reference and s.meta["rejected"] for s in pref)
 
 
 def test_unknown_task_lists_known_tasks(tmp_path):

@@ -13,7 +13,8 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from harness.engine import NLL, EngineInfo, Generation
+from harness.backends.tokens import TokenEngine, prepare_tokenizer
+from harness.engine import EngineInfo, Generation
 from harness.errors import HarnessError
 
 log = logging.getLogger("harness.engine")
@@ -27,8 +28,9 @@ def _is_oom(err: BaseException) -> bool:
     return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
 
 
-class HFEngine:
-    """Serves one transformers checkpoint. ``before`` (set by ModelPool) activates this model's
+class HFEngine(TokenEngine):
+    """Serves one transformers checkpoint (tokenization, lm-eval splits, rolling windows and
+    generation post-processing come from ``TokenEngine``). ``before`` (set by ModelPool) activates this model's
     adapters before every call, so engines sharing one base never see each other's adapters."""
 
     def __init__(self, model: Any, tokenizer: Any, device: str | None = None, batch_size: int | str = "auto",
@@ -43,9 +45,7 @@ class HFEngine:
             self.batch_size, self.auto_batch = (64 if str(device).startswith("cuda") else 16), True
         else:
             self.batch_size, self.auto_batch = int(batch_size), False
-        if tokenizer.pad_token_id is None:
-            tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
-        tokenizer.padding_side = "left"
+        prepare_tokenizer(tokenizer)
         self.model.eval()
         from harness.env import package_version
 
@@ -67,20 +67,8 @@ class HFEngine:
         except AttributeError:
             return next(self.model.parameters()).device
 
-    def _encode(self, text: str) -> list[int]:
-        bos = self.tokenizer.bos_token
-        add = not (bos and text.startswith(bos))  # a template that writes <bos> itself
-        return list(self.tokenizer(text, add_special_tokens=add).input_ids)
-
-    def _eos_ids(self) -> list[int]:
-        ids = set()
-        gc = getattr(self.model, "generation_config", None)
-        for src in (getattr(gc, "eos_token_id", None), self.tokenizer.eos_token_id):
-            if isinstance(src, int):
-                ids.add(src)
-            elif src:
-                ids.update(int(i) for i in src)
-        return sorted(ids)
+    def _generation_eos(self):
+        return getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
 
     def _prepare(self):
         if self._before is not None:
@@ -122,12 +110,9 @@ class HFEngine:
         import torch
         from transformers import GenerationConfig
 
-        from harness.models.prompts import extract_response
-
         self._prepare()
         tok = self.tokenizer
-        stops = list(dict.fromkeys([*(fmt.stop_strings if fmt else []), *stop]))
-        stops = [s for s in stops if s]
+        stops = self._stops(fmt, stop)
         eos_ids = self._eos_ids()
         pad = tok.pad_token_id
         sample = temperature > 0
@@ -136,18 +121,10 @@ class HFEngine:
             temperature=temperature if sample else None, top_p=top_p if sample else None,
             top_k=0 if sample else None, eos_token_id=eos_ids or None, pad_token_id=pad,
             stop_strings=stops or None)
-        room = max(1, self.max_length - max_new_tokens)
-        encoded = []
-        for p in prompts:
-            ids = self._encode(p)
-            if len(ids) > room:
-                log.warning("prompt of %d tokens cut to its last %d to fit the context", len(ids), room)
-                ids = ids[-room:]
-            encoded.append(ids)
+        encoded = self._encode_prompts(prompts, max_new_tokens)
         order = sorted(range(len(prompts)), key=lambda k: -len(encoded[k]))
         out: list[Generation | None] = [None] * len(prompts)
         dev = self._input_device()
-        special = [s for s in getattr(tok, "all_special_tokens", []) if s]
         torch.manual_seed(seed)
 
         def run(chunk: list[int]) -> None:
@@ -166,24 +143,9 @@ class HFEngine:
                 new = res[:, width:].tolist()
             else:
                 new = self._greedy(ids.to(dev), mask.to(dev), max_new_tokens, eos_ids, stops)
-            ends = set(eos_ids) | {pad}
             for r, k in enumerate(chunk):
-                row = new[r]
-                cut = next((j for j, t in enumerate(row) if t in ends), None)
-                content = row if cut is None else row[:cut]
-                raw = tok.decode(content, skip_special_tokens=False)
-                hit = next((s for s in stops if s in raw), None)
-                if hit is not None:
-                    finish, n = "stop", len(content)
-                elif cut is not None:
-                    finish, n = "eos", cut + 1
-                else:
-                    finish, n = ("length" if len(row) >= max_new_tokens else "eos"), len(row)
-                text = extract_response(raw, fmt, stop=stops) if fmt else _cut(raw, stops).strip()
-                for s in special:
-                    text = text.replace(s, "")
-                out[k] = Generation(text=text.strip(), raw=raw, n_tokens=n, truncated=finish == "length",
-                                    finish=finish)
+                out[k] = self._to_generation(new[r], fmt=fmt, stops=stops, eos_ids=eos_ids,
+                                             max_new_tokens=max_new_tokens)
 
         self._batches(order, run, progress)
         return out  # type: ignore[return-value]
@@ -238,25 +200,6 @@ class HFEngine:
         return new
 
     # ------------------------------------------------------------------ scoring
-    def _prefix_id(self) -> int:
-        t = self.tokenizer
-        for i in (t.bos_token_id, t.eos_token_id, t.pad_token_id):
-            if i is not None:
-                return int(i)
-        return 0
-
-    def _encode_pair(self, context: str, continuation: str, lm_eval_spaces: bool = True):
-        """lm-eval's split: encode context+continuation once, split at the context's length."""
-        if not context:
-            return [self._prefix_id()], list(self.tokenizer(continuation, add_special_tokens=False).input_ids)
-        if lm_eval_spaces:
-            n = len(context) - len(context.rstrip())
-            if n:
-                continuation, context = context[-n:] + continuation, context[:-n]
-        whole = self._encode(context + continuation)
-        n_ctx = len(self._encode(context))
-        return whole[:n_ctx], whole[n_ctx:]
-
     def _score(self, seqs: list[list[int]], n_conts: list[int],
                progress: Callable[[int, int], None] | None = None, *,
                like_hflm: bool = False) -> list[tuple[float, bool]]:
@@ -310,58 +253,3 @@ class HFEngine:
         self._batches(order, run, None if progress is None else
                       lambda rows_done, _: progress(served[rows_done - 1], len(seqs)))
         return out  # type: ignore[return-value]
-
-    def loglikelihood(self, requests: Sequence[tuple[str, str]],
-                      progress: Callable[[int, int], None] | None = None) -> list[tuple[float, bool]]:
-        """(sum log p(continuation | context), continuation is greedy) per request; tokenized,
-        split and batched as lm-eval's HFLM does (same numbers)."""
-        self._prepare()
-        pairs = [self._encode_pair(c, x) for c, x in requests]
-        return self._score([c + x for c, x in pairs], [len(x) for _, x in pairs], progress, like_hflm=True)
-
-    def token_nll(self, prompts: Sequence[str], targets: Sequence[str]) -> list[NLL]:
-        """NLL of each target given its prompt; prompt tokens are not scored."""
-        if len(prompts) != len(targets):
-            raise ValueError("token_nll: prompts and targets differ in length")
-        self._prepare()
-        pairs = [self._encode_pair(p, t, lm_eval_spaces=False) for p, t in zip(prompts, targets)]
-        scores = self._score([c + x for c, x in pairs], [len(x) for _, x in pairs])
-        return [NLL(-lp, len(x), len(t.encode("utf-8"))) for (lp, _), (_, x), t in zip(scores, pairs, targets)]
-
-    def rolling_nll(self, texts: Sequence[str], max_length: int | None = None,
-                    stride: int | None = None) -> list[NLL]:
-        """Sliding-window NLL of raw text (the HF perplexity recipe). Every token is scored: the
-        first one given a BOS/EOS prefix (as lm-eval's loglikelihood_rolling); windows of
-        ``max_length`` tokens move by ``stride`` (default max_length // 2) and score only tokens
-        no earlier window scored, each window (the last one too) with a full ``max_length`` of
-        context where the text has it. With ``stride == max_length`` these are the windows of
-        lm-eval's loglikelihood_rolling."""
-        self._prepare()
-        L = min(max_length or self.max_length, self.max_length)
-        stride = stride or max(1, L // 2)
-        if not 1 <= stride <= L:
-            raise ValueError(f"rolling_nll: stride must be in 1..{L}")
-        seqs, n_conts, owner = [], [], []
-        for i, text in enumerate(texts):
-            toks = [self._prefix_id()] + list(self.tokenizer(text, add_special_tokens=False).input_ids)
-            n = len(toks) - 1
-            prev_end, begin = 0, 0
-            while prev_end < n:
-                end = min(begin + L, n)
-                seqs.append(toks[max(0, end - L):end + 1])
-                n_conts.append(end - prev_end)
-                owner.append(i)
-                prev_end = end
-                begin += stride
-        scores = self._score(seqs, n_conts)
-        out = [NLL(0.0, 0, len(t.encode("utf-8"))) for t in texts]
-        for (lp, _), n, i in zip(scores, n_conts, owner):
-            out[i].nll_sum -= lp
-            out[i].n_tokens += n
-        return out
-
-
-def _cut(text: str, stops: Sequence[str]) -> str:
-    idx = [text.find(s) for s in stops if s and s in text]
-    return text[: min(idx)] if idx else text
-

@@ -196,6 +196,7 @@ def expected_groups(run_info: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
     out: list[str] = list(tasks)
     if len(tasks) > 1:
         out.append("all")
+    out += [t for t in run_info.get("preference_tasks") or [] if isinstance(t, str)]
     benches = run_info.get("benchmarks")
     if benches is None:
         benches = [b.get("name") if isinstance(b, dict) else b for b in cfg.get("benchmarks") or []]

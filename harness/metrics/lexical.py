@@ -14,19 +14,18 @@ stage's corpus BLEU/chrF with its interval and the statistics its paired tests r
 from __future__ import annotations
 
 import functools
-import re
 import threading
 from collections import Counter
 from collections.abc import Sequence
 
 from harness.errors import HarnessError
+from harness.metrics.language import HANGUL
 from harness.metrics.registry import HIGHER, Answers, metric
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 ROUGE_TOKENIZERS = ("auto", "kiwi", "default", "char", "whitespace")
 BLEU_TOKENIZE = {"ko": "ko-mecab", "en": "13a"}
 
-_HANGUL = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f\ua960-\ua97f\ud7b0-\ud7ff]")
 
 
 def detect_lang(text: str) -> str:
@@ -34,7 +33,7 @@ def detect_lang(text: str) -> str:
     letters = [ch for ch in text if ch.isalpha()]
     if not letters:
         return "en"
-    hangul = sum(1 for ch in letters if _HANGUL.match(ch))
+    hangul = sum(1 for ch in letters if HANGUL.match(ch))
     return "ko" if hangul / len(letters) >= 0.3 else "en"
 
 

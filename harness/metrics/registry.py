@@ -88,7 +88,7 @@ METRICS: dict[str, MetricSpec] = {}
 # The modules whose metric functions fill METRICS; their order (then the order of definition in
 # each) is the registry's order, the one error messages list, whichever module is imported first.
 METRIC_MODULES = ("harness.metrics.lexical", "harness.metrics.semantic", "harness.metrics.structured",
-                  "harness.metrics.perplexity")
+                  "harness.metrics.perplexity", "harness.metrics.language", "harness.metrics.preference")
 
 
 def _position(spec: MetricSpec) -> tuple[int, int]:

@@ -79,8 +79,10 @@ class ModelPool:
         r = self.resolved[name]
         if r.kind == "served":
             return ("served", name)
-        if r.backend == "vllm":  # one vLLM engine per base; it serves every adapter on it
-            return r.group_key
+        if r.backend == "vllm":  # one vLLM engine per base serves every LoRA adapter on it; an adapter
+            from harness.backends.lora_chain import why_not_vllm_lora  # vLLM cannot take is merged: its own
+
+            return r.group_key + ((name,) if any(why_not_vllm_lora(a) for a in r.adapters) else ())
         base = r.group_key[:4] + (self._device[name], self.dtype_override if self.dtype_override != "auto"
                                   else r.dtype, r.trust_remote_code)
         if r.adapters and not (all(_adapter_is_plain_lora(a) for a in r.adapters) and not self._needs_resize(name)):

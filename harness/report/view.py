@@ -243,6 +243,10 @@ def build_view(run: RunDir) -> ReportView:
     summary: list[Row] = []
     if "all" in groups:
         summary += metric_rows("all", groups["all"], models, coverage=cov)
+        for g in task_groups:  # preference tasks are not pooled into `all`: their accuracy on its own
+            if (groups[g].get("info") or {}).get("type") == "preference":
+                summary += metric_rows(g, groups[g], models, label_prefix=f"{g} · ", metrics=["pref_acc"],
+                                       coverage=cov)
     else:
         for g in task_groups:
             summary += metric_rows(g, groups[g], models, label_prefix=f"{g} · ", coverage=cov)

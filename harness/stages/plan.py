@@ -23,7 +23,7 @@ class Plan:
 
     config: HarnessConfig
     models: list[str]
-    tasks: list[TaskSpec]
+    tasks: list[TaskSpec]  # generation tasks
     resolved: dict[str, Any]  # name -> ResolvedModel (responses models excluded)
     items: dict[str, list[Sample]] = field(default_factory=dict)  # task -> its items (data read and checked)
     judge_backend: Any = None  # a judging backend, already checked reachable
@@ -32,6 +32,7 @@ class Plan:
     responses: dict[tuple[str, str], list[Sample]] = field(default_factory=dict)  # (model, task) -> answers
     notes: list[str] = field(default_factory=list)  # things the user should hear once, printed at the start
     switched_off: list[str] = field(default_factory=list)  # score groups the config has, turned off by flags
+    preference_tasks: list[TaskSpec] = field(default_factory=list)  # ``type: preference`` (stages/preference.py)
     _pool: Any = None
 
     def pool(self):
@@ -67,7 +68,9 @@ def make_plan(cfg: HarnessConfig, models: list[str] | None = None, *, trust_remo
                            fix=f"Configured models: {', '.join(cfg.models)}.")
     _check_remote_code(cfg, trust_remote_code)
     # an adapter's base model must be loadable even when not evaluated itself
-    tasks = load_tasks(cfg.tasks, extra=[Path(cfg.base_dir) / "tasks", Path(cfg.base_dir)])
+    loaded = load_tasks(cfg.tasks, extra=[Path(cfg.base_dir) / "tasks", Path(cfg.base_dir)])
+    tasks = [t for t in loaded if not t.is_preference]
+    preference_tasks = [t for t in loaded if t.is_preference]
     model_specs = {n: s for n, s in cfg.models.items() if not s.responses}
     resolved = resolve_models(model_specs, Path(cfg.base_dir)) if model_specs else {}
     for name in names:
@@ -80,11 +83,13 @@ def make_plan(cfg: HarnessConfig, models: list[str] | None = None, *, trust_remo
 
         check_benchmark_names([b.name for b in cfg.benchmarks])
     # read every data file now: a bad line fails before a run directory exists or a model loads
-    items = {t.name: load_samples(t, cfg.limit) for t in tasks}
+    items = {t.name: load_samples(t, cfg.limit) for t in loaded}
+    _check_preference_models(cfg, names, preference_tasks)
     for task in tasks:
         if "json" in task.metrics:
             _check_json_references(task, items[task.name])
-    plan = Plan(config=cfg, models=names, tasks=tasks, resolved=resolved, items=items)
+    plan = Plan(config=cfg, models=names, tasks=tasks, resolved=resolved, items=items,
+                preference_tasks=preference_tasks)
     for name in names:  # answers made elsewhere: read and matched now, every line checked
         spec = cfg.models[name]
         if not spec.responses:
@@ -125,16 +130,18 @@ def check_backends(plan: Plan) -> None:
         engine.check()
         needs = [f"task {t.name} (perplexity)" for t in plan.tasks if "perplexity" in t.metrics]
         needs += [f"benchmark {b.name}" for b in cfg.benchmarks]
+        needs += [f"preference task {t.name}" for t in plan.preference_tasks]
         if needs and not engine.info.can(LOGLIKELIHOOD):
             raise HarnessError(f"models.{name}: {needs[0]} needs prompt log-probabilities, and the {r.backend} server "
                                f"serving {r.server.get('model')!r} does not return them: it would score at chance",
                                fix="Serve the model with vLLM (its OpenAI server returns prompt log-probs), or "
                                    "run this model without that work (--benchmarks none, a task without "
                                    "perplexity).")
-        chat_side = [t.name for t in plan.tasks if "perplexity" in t.metrics
+        chat_side = [t.name for t in plan.tasks + plan.preference_tasks
+                     if ("perplexity" in t.metrics or t.is_preference)
                      and plan.pool().format(name, t.prompt_format).name == "server-chat"]
         if chat_side:
-            raise HarnessError(f"models.{name}: task {chat_side[0]} scores perplexity, which needs the prompt as "
+            raise HarnessError(f"models.{name}: task {chat_side[0]} scores log-likelihoods, which need the prompt as "
                                "text, but this served model is prompted through the server's chat API",
                                fix="Set `prompt_format:` on the model (and `tokenizer:` for 'chat') so the "
                                    "prompt is rendered here and sent to the completions endpoint.")
@@ -147,6 +154,16 @@ def _check_remote_code(cfg: HarnessConfig, consent: bool) -> None:
                            "shipped in the model folder, and a config alone cannot allow that",
                            fix="If you trust that code, pass --trust-remote-code (or set "
                                "HARNESS_TRUST_REMOTE_CODE=1); otherwise remove the field.")
+
+
+def _check_preference_models(cfg: HarnessConfig, names: list[str], preference_tasks: list[TaskSpec]) -> None:
+    """A preference task compares the model's log-likelihoods: an answers file has none."""
+    for name in names:
+        if preference_tasks and cfg.models[name].responses:
+            raise HarnessError(f"models.{name} is a 'responses:' model (answers only, no weights), but preference "
+                               f"task {preference_tasks[0].name} needs its log-likelihoods of chosen and rejected",
+                               fix="Leave the preference task out (--tasks) or --models, or give the model's "
+                                   "weights (path: or adapter:).")
 
 
 def remote_code_consent(flag: bool | None = None) -> bool:
@@ -234,7 +251,7 @@ def switched_off(configured: HarnessConfig, plan: Plan) -> list[str]:
     cfg = plan.config
     off: list[str] = []
     if configured.tasks != cfg.tasks:
-        planned = {t.name for t in plan.tasks}
+        planned = {t.name for t in plan.tasks + plan.preference_tasks}
         extra = [Path(configured.base_dir) / "tasks", Path(configured.base_dir)]
         off += [t.name for t in load_tasks(configured.tasks, extra=extra) if t.name not in planned]
     off += [b.name for b in configured.benchmarks if b.name not in {x.name for x in cfg.benchmarks}]
@@ -260,7 +277,9 @@ def _expected_groups(plan: Plan) -> dict[str, tuple[str, dict[str, list[str]]]]:
     groups: dict[str, tuple[str, dict[str, list[str]]]] = {}
     for t in plan.tasks:
         groups[t.name] = ("task", {m: names(t, False) for m in models})
-    if len(plan.tasks) > 1:
+    for t in plan.preference_tasks:  # the dpo_reward_* outputs only exist for a model with a reference
+        groups[t.name] = ("task", {m: list(metric_spec("preference").outputs) for m in models})
+    if len(plan.tasks) > 1:  # generation tasks only: preference groups are not pooled
         pooled = list(dict.fromkeys(n for t in plan.tasks for n in names(t, True)))
         groups["all"] = ("task", {m: pooled for m in models})
     for b in plan.config.benchmarks:

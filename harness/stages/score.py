@@ -97,6 +97,30 @@ def task_group(per_model: dict[str, list[Sample]], seed: int = 0, n_resamples: i
     return group
 
 
+def _is_preference(info: dict[str, Any], task: str, per_model: dict[str, list[Sample]]) -> bool:
+    """A preference task's samples (run.json names them; a hand-made run: every sample has pref_acc)."""
+    samples = [s for ss in per_model.values() for s in ss]
+    return task in (info.get("preference_tasks") or []) or bool(samples) and all("pref_acc" in s.metrics
+                                                                                 for s in samples)
+
+
+def preference_group(per_model: dict[str, list[Sample]], seed: int = 0, n_resamples: int = 1000) -> dict[str, Any]:
+    """The scores.json group of a preference task: a task group (kind "task", so reports and gates
+    address it like one) whose info says ``type: preference``, each model's reference and beta; a
+    model without a reference has no dpo_reward_* entries (rather than a column of missing values)."""
+    group = task_group(per_model, seed=seed, n_resamples=n_resamples, corpus=False)
+    refs: dict[str, Any] = {}
+    for m, samples in per_model.items():
+        meta = next((s.meta for s in samples if s.meta.get("reference")), None)
+        if meta is None:
+            for metric in ("dpo_reward_margin", "dpo_reward_acc"):
+                group["models"][m].pop(metric, None)
+        else:
+            refs[m] = {"reference": meta["reference"], "beta": meta.get("beta"), "beta_source": meta.get("beta_source")}
+    group["info"].update({"type": "preference", "dpo_reference": refs})
+    return group
+
+
 def _corpus_metrics(group, per_model, by_id, ids, seed, n_resamples) -> None:
     """Corpus BLEU / chrF replace the mean of sentence scores; paired tests stay sentence-level.
     Computed here only: the generate stage stores the sentence scores, never a corpus score."""
@@ -169,7 +193,8 @@ def _task_samples(rundir, info: dict[str, Any]) -> dict[str, dict[str, list[Samp
     order = info.get("models_order") or []
     out: dict[str, dict[str, list[Sample]]] = {}
     for model, task, _ in rundir.sample_files():
-        if _planned(info, "models_order", model) and _planned(info, "tasks", task):
+        if _planned(info, "models_order", model) and (_planned(info, "tasks", task)
+                                                      or task in (info.get("preference_tasks") or [])):
             out.setdefault(task, {})[model] = rundir.samples(model, task)
     rank = {m: i for i, m in enumerate(order)}
     return {t: dict(sorted(d.items(), key=lambda kv: rank.get(kv[0], len(rank)))) for t, d in out.items()}
@@ -183,15 +208,19 @@ def execute(rundir, seed: int = 0, n_resamples: int = 1000, coverage: Coverage |
     by_task = _task_samples(rundir, info)
     task_order = info.get("tasks") or []
     tasks = [t for t in task_order if t in by_task] + [t for t in by_task if t not in task_order]
-    for task in tasks:
+    preference = [t for t in tasks if _is_preference(info, t, by_task[t])]
+    generation = [t for t in tasks if t not in preference]
+    for task in generation:
         groups[task] = task_group(by_task[task], seed=seed, n_resamples=n_resamples)
-    if len(by_task) > 1:
+    for task in preference:
+        groups[task] = preference_group(by_task[task], seed=seed, n_resamples=n_resamples)
+    if len(generation) > 1:  # preference groups are not pooled: their metrics are of another kind
         pooled: dict[str, list[Sample]] = {}
-        for task in tasks:
+        for task in generation:
             for m, ss in by_task[task].items():
                 pooled.setdefault(m, []).extend(Sample(**{**s.to_dict(), "id": f"{s.task}/{s.id}"}) for s in ss)
         groups["all"] = task_group(pooled, seed=seed, n_resamples=n_resamples, corpus=False)
-        groups["all"]["info"]["tasks"] = tasks
+        groups["all"]["info"]["tasks"] = generation
     groups.update(_benchmark_groups(rundir, info, seed, n_resamples))
     groups.update(_judge_groups(rundir, info, seed))
     scores = {"schema": 1, "run_id": info.get("run_id"), "config_hash": info.get("config_hash"),

@@ -13,16 +13,24 @@ from pathlib import Path
 from typing import Any
 
 
-def _prompt_and_target(row: dict[str, Any], answer: Any, fmt) -> tuple[str, str]:
+def scored_texts(instruction: str, input: str, answer: str, fmt, system: str | None = None) -> tuple[str, str]:
+    """(prompt, target) for scoring an answer's log-likelihood: the prompt exactly as generation
+    renders it, the target the answer followed by the format's end-of-turn marker (what SFT and
+    DPO train on). The preference stage and the checks below both score through this."""
     from harness.models.prompts import render_training
+
+    prompt, completion = render_training(instruction, input or "", answer, fmt, system)
+    return prompt, completion.rstrip(" \n")
+
+
+def _prompt_and_target(row: dict[str, Any], answer: Any, fmt) -> tuple[str, str]:
     from harness.train.data import _as_text
 
     if "prompt" in row and isinstance(row["prompt"], str):
         instruction, inp = row["prompt"], ""
     else:
         instruction, inp = row.get("instruction", ""), row.get("input") or ""
-    prompt, completion = render_training(instruction, inp, _as_text(answer), fmt, row.get("system"))
-    return prompt, completion.rstrip(" \n")
+    return scored_texts(instruction, inp, _as_text(answer), fmt, row.get("system"))
 
 
 def response_logprobs(model, tokenizer, prompts: Sequence[str], targets: Sequence[str]) -> list[float]:
@@ -35,7 +43,10 @@ def response_logprobs(model, tokenizer, prompts: Sequence[str], targets: Sequenc
 
 def preference_accuracy(model, tokenizer, rows: Sequence[dict[str, Any]], prompt_format) -> float:
     """Mean over preference rows of [log p(chosen | prompt) > log p(rejected | prompt)]: the
-    response-only log-likelihood, each answer followed by the format's end-of-turn marker."""
+    response-only log-likelihood, each answer followed by the format's end-of-turn marker (the
+    same computation as a ``type: preference`` task's ``pref_acc``)."""
+    from harness.metrics.preference import preference_accuracy as accuracy
+
     if not rows:
         raise ValueError("preference_accuracy: no rows")
     prompts, chosen, rejected = [], [], []
@@ -47,7 +58,7 @@ def preference_accuracy(model, tokenizer, rows: Sequence[dict[str, Any]], prompt
         rejected.append(r)
     lp_c = response_logprobs(model, tokenizer, prompts, chosen)
     lp_r = response_logprobs(model, tokenizer, prompts, rejected)
-    return sum(c > r for c, r in zip(lp_c, lp_r)) / len(rows)
+    return accuracy(lp_c, lp_r)
 
 
 def response_perplexity(model, tokenizer, rows: Sequence[dict[str, Any]], prompt_format) -> float:
