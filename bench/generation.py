@@ -1,7 +1,7 @@
 """Engine batching vs the one-prompt-at-a-time notebook loop: generation and perplexity.
 
 On one model and one set of prompts (the chat-template renderings of the first N rows of
-examples/demo/data/test.jsonl, English and Korean), times
+harness/demo/data/test.jsonl, English and Korean), times
 
 - generation: the notebook loop (per prompt ``tokenizer(prompt, return_tensors="pt")``,
   ``model.generate(**inputs, max_new_tokens=..., do_sample=False)``, decode the new tokens up
@@ -46,7 +46,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-DATA = ROOT / "examples" / "demo" / "data" / "test.jsonl"
+DATA = ROOT / "harness" / "demo" / "data" / "test.jsonl"
 
 
 def load_rows(n: int) -> list[dict]:

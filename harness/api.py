@@ -14,7 +14,7 @@ from harness.config import HarnessConfig
 from harness.config import load_config as _load_config
 from harness.errors import HarnessError
 
-DEMO_DIR = Path(__file__).resolve().parent.parent / "examples" / "demo"
+DEMO_DIR = Path(__file__).resolve().parent / "demo"  # package data: config, data, tasks, adapters
 DEMO_CONFIG = DEMO_DIR / "harness.yaml"
 
 
@@ -70,7 +70,7 @@ def run(config: str | Path | HarnessConfig | None = None, *, models: list[str] |
     plan = make_plan(cfg, models, trust_remote_code=remote_code_consent(trust_remote_code))
     check_judge(plan)  # a judge server that is down fails here, before any model loads
     plan.switched_off = switched_off(configured, plan)
-    check_gates(plan, with_baselines=gate, output_root=Path(output_dir) if output_dir else cfg.resolve_path(cfg.output_dir))
+    check_gates(plan, with_baselines=gate, output_root=Path(output_dir) if output_dir else cfg.output_root())
     rundir = runmod.start_rundir(cfg, plan, str(output_dir) if output_dir else None,
                                  str(resume) if resume else None)
     try:
@@ -193,7 +193,14 @@ def train_dpo(**kwargs: Any):
 
 
 def retrain_demo(quiet: bool = False) -> None:
-    """Regenerate the demo data and retrain both demo adapters."""
+    """Regenerate the demo data and retrain both demo adapters, in place: ``harness/demo/`` of a
+    source checkout, or the installed package's copy (a reinstall brings the shipped ones back)."""
+    import os
+
     from harness.train.demo import retrain_demo as _retrain
 
+    if not os.access(DEMO_DIR, os.W_OK):
+        raise HarnessError(f"cannot retrain the demo: {DEMO_DIR} is not writable",
+                           fix="Retrain from a source checkout, or train your own adapters with "
+                               "`harness train sft` / `harness train dpo` into a folder you own.")
     _retrain(DEMO_DIR, quiet=quiet)

@@ -39,6 +39,7 @@ from harness.store import RunDir
 
 SCHEMA = 1
 KIND = "harness-baseline"
+BUILTIN_BASELINES = Path(__file__).resolve().parent / "demo" / "baselines"  # the demo's, shipped in the package
 DEFAULT_MAX_VALUES = 200_000
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
@@ -129,7 +130,7 @@ class Baseline:
 
 def resolve_baseline_path(name_or_path: str | Path, search: list[str | Path] | tuple = ()) -> Path:
     """``name_or_path`` as a file, or ``<dir>/baselines/<name>.json`` for the first dir of
-    ``search`` (then the current folder) that has it."""
+    ``search`` (then the current folder, then the demo's built-in baselines) that has it."""
     raw = str(name_or_path)
     p = Path(raw).expanduser()
     looks_like_path = raw.endswith(".json") or "/" in raw or os.sep in raw
@@ -140,7 +141,7 @@ def resolve_baseline_path(name_or_path: str | Path, search: list[str | Path] | t
                            fix="Save one with save_baseline / `harness baseline save RUN_DIR NAME`.")
     _check_name(raw)
     tried: list[Path] = []
-    for d in [*search, Path.cwd()]:
+    for d in [*search, Path.cwd(), BUILTIN_BASELINES.parent]:
         cand = Path(d) / "baselines" / f"{raw}.json"
         if cand in tried:
             continue

@@ -210,7 +210,8 @@ class HarnessConfig(_Strict):
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
     gates: list[Any] = Field(default_factory=list)
     baseline: str | None = None
-    output_dir: str = "reports"
+    output_dir: str | None = Field(default=None, description="where run directories go; relative to this file "
+                                   "(default: ./reports of the current folder)")
     seed: int = 0
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     parity: ParityConfig = Field(default_factory=ParityConfig)
@@ -274,6 +275,11 @@ class HarnessConfig(_Strict):
         """A path from the config file, relative to the file's folder."""
         path = Path(p).expanduser()
         return (path if path.is_absolute() else Path(self.base_dir) / path).resolve()
+
+    def output_root(self) -> Path:
+        """Where run directories go: ``output_dir`` (relative to the config file's folder), else
+        ``./reports`` of the current folder."""
+        return self.resolve_path(self.output_dir) if self.output_dir else (Path.cwd() / "reports").resolve()
 
     def snapshot(self) -> dict[str, Any]:
         """The config as written to a run directory: API keys are replaced by "***" (a run

@@ -25,7 +25,12 @@ def cache_root() -> Path:
 
 
 def package_version(name: str) -> str | None:
-    """The installed version of a distribution, or None when it is not installed."""
+    """The installed version of a distribution, or None when it is not installed. ``harness`` is
+    this package's own version (its distribution is named checkpoint-harness)."""
+    if name == "harness":
+        from harness import __version__
+
+        return __version__
     try:
         return metadata.version(name)
     except metadata.PackageNotFoundError:

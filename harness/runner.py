@@ -59,7 +59,7 @@ def start_rundir(cfg: HarnessConfig, plan: Plan, output_dir: str | None, resume:
                                                "units_before": rundir.finished_units()})
         rundir.write_json("run.json", info)
         return rundir
-    root = Path(output_dir) if output_dir else cfg.resolve_path(cfg.output_dir)
+    root = Path(output_dir) if output_dir else cfg.output_root()
     rundir = RunDir.create(root, config_hash=cfg.hash())
     _write_config(rundir, cfg)
     rundir.write_json("run.json", {"run_id": rundir.path.name, "created": _now(), **_plan_info(cfg, plan),

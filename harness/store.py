@@ -70,7 +70,29 @@ class RunDir:
         self.units_computed = 0  # units finished by this process
 
     def __repr__(self) -> str:
-        return f"RunDir({str(self.path)!r})"
+        from harness.notebook import run_repr
+
+        return run_repr(str(self.path), self._scores_or_none()[0])
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the headline scores with their 95% intervals."""
+        from harness.notebook import run_html
+
+        return run_html(str(self.path), *self._scores_or_none())
+
+    def _scores_or_none(self) -> tuple[dict[str, Any] | None, str | None]:
+        try:
+            return self.scores(), None
+        except HarnessError as err:
+            return None, str(err)
+
+    def to_pandas(self):
+        """Every score in long form, one row per model x group x metric: a pandas DataFrame with
+        columns model, group, metric, value, lo, hi (the 95% interval), n, missing, kind,
+        higher_is_better."""
+        from harness.notebook import scores_frame
+
+        return scores_frame(self.scores())
 
     # ------------------------------------------------------------------ create / open
     @classmethod

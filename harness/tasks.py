@@ -21,7 +21,7 @@ from harness.metrics.lexical import detect_lang
 from harness.metrics.registry import metric_options
 from harness.records import Sample
 
-REPO_TASKS = Path(__file__).resolve().parent.parent / "tasks"
+BUILTIN_TASKS = Path(__file__).resolve().parent / "demo" / "tasks"  # the demo tasks, shipped in the package
 DEFAULT_METRICS = ["rouge", "bleu", "chrf", "bertscore", "exact_match", "length", "perplexity"]
 PREFERENCE_METRICS = ("preference",)  # what a preference task computes (harness/metrics/preference.py)
 
@@ -135,7 +135,7 @@ class TaskSpec(BaseModel):
 
 
 def task_search_dirs(extra: list[Path] | None = None) -> list[Path]:
-    dirs = list(extra or []) + [Path.cwd() / "tasks", REPO_TASKS]
+    dirs = list(extra or []) + [Path.cwd() / "tasks", BUILTIN_TASKS]
     seen, out = set(), []
     for d in dirs:
         r = d.resolve()

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent / "harness"
 
 # Floors, top first: a module may import only from its own floor or below.
 FLOORS = [
-    {"harness.cli"},
+    {"harness.cli", "harness.cli_errors", "harness.cli_train"},
     {"harness.api", "harness"},
     {"harness.runner"},
     {"harness.stages"},
@@ -124,7 +124,7 @@ def test_package_inits_only_hand_names_on():
                                                     or isinstance(t, ast.Name) and t.id.isupper()
                                                     for t in node.targets):
                 continue  # __all__, __version__, constant name lists
-            if path == ROOT / "__init__.py" and isinstance(node, ast.FunctionDef) and node.name == "__getattr__":
+            if path == ROOT / "__init__.py" and isinstance(node, ast.FunctionDef) and node.name in ("__getattr__", "__dir__"):
                 continue  # lazy hand-on of the API verbs (keeps `import harness` cheap)
             pytest.fail(f"{path.relative_to(ROOT.parent)}:{node.lineno}: logic in a package __init__")
 

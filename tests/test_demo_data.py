@@ -12,8 +12,8 @@ import yaml
 from harness.data import demo_data
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / "examples" / "demo" / "data"
-TASKS = ROOT / "tasks"
+DATA = ROOT / "harness" / "demo" / "data"
+TASKS = ROOT / "harness" / "demo" / "tasks"
 
 
 def load(name: str) -> list[dict]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
-from harness.tasks import REPO_TASKS, find_task_file, known_tasks, load_samples, load_tasks, read_rows
+from harness.tasks import BUILTIN_TASKS, find_task_file, known_tasks, load_samples, load_tasks, read_rows
 
 
 def _jsonl(path: Path, rows: list, extra_lines: dict[int, str] | None = None) -> Path:
@@ -78,7 +78,7 @@ def test_task_by_name_from_extra_dir_and_suite_expansion(tmp_path):
     assert [t.name for t in load_tasks(["outer"], extra)] == ["a", "b"]
     assert [t.name for t in load_tasks(["b", "both"], extra)] == ["b", "a"]
     assert {"a", "b", "both", "outer", "demo-en"} <= set(known_tasks(extra))
-    assert find_task_file("demo-en") == REPO_TASKS / "demo-en.yaml"
+    assert find_task_file("demo-en") == BUILTIN_TASKS / "demo-en.yaml"
 
 
 def test_bundled_demo_suite_loads():

@@ -1,6 +1,6 @@
 """Deterministic generator of the bundled bilingual (Korean/English) demo data.
 
-Writes, into one folder (``examples/demo/data`` in the repository):
+Writes, into one folder (``harness/demo/data`` in the package):
 
 - ``instructions.jsonl``: every item, Alpaca fields ``instruction``, ``input`` (may be ""),
   ``output`` plus ``id``, ``skill``, ``lang`` (ko|en), ``format`` (text|json) and ``meta``
@@ -15,7 +15,7 @@ Answers are kept short (a word, a number with its unit, one sentence, or one lin
 The hand-written tables (sentences, words, facts, headlines, units) live in
 ``demo_tables.json`` next to this file; this module only generates and splits.
 
-Regenerate with ``python -m harness.data.demo_data --out examples/demo/data``; the output is
+Regenerate with ``python -m harness.data.demo_data --out harness/demo/data``; the output is
 byte-for-byte identical for the same seed.
 """
 
@@ -359,7 +359,7 @@ def write(out_dir, seed: int = SEED) -> dict[str, int]:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description="Write the bundled bilingual demo data (deterministic).")
-    ap.add_argument("--out", default="examples/demo/data", help="output folder")
+    ap.add_argument("--out", default="harness/demo/data", help="output folder")
     ap.add_argument("--seed", type=int, default=SEED)
     args = ap.parse_args(argv)
     for name, n in write(args.out, args.seed).items():

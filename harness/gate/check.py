@@ -76,6 +76,17 @@ class GateReport:
         return {"run_id": self.run_id, "run_dir": self.run_dir, "baseline": self.baseline, "passed": self.passed,
                 "rows": [r.to_dict() for r in self.rows]}
 
+    def __repr__(self) -> str:
+        from harness.notebook import gate_repr
+
+        return gate_repr(self)
+
+    def _repr_html_(self) -> str:
+        """Jupyter: one row per rule, PASS/FAIL first."""
+        from harness.notebook import gate_html
+
+        return gate_html(self)
+
 
 def _cmp(x: float, op: str, y: float) -> bool:
     if op == ">=":

@@ -86,12 +86,12 @@ def write_junit(report: GateReport, path: str | Path) -> Path:
 
 
 def gate_main(run_dir: str | Path, config: str | Path | None = None, baseline: str | Path | None = None,
-              junit: str | Path | None = None, *, console=None) -> int:
-    """What ``harness gate RUN_DIR [--config F] [--baseline B] [--junit F]`` does.
+              junit: str | Path | None = None, *, markdown: str | Path | None = None, console=None) -> int:
+    """What ``harness gate RUN_DIR [--config F] [--baseline B] [--junit F] [--markdown F]`` does.
 
-    Prints the table, writes JUnit (when asked), appends Markdown to $GITHUB_STEP_SUMMARY
-    (when set) and returns 0 when every rule passed, 1 otherwise. Input mistakes raise
-    HarnessError (the CLI exits 2).
+    Prints the table, writes JUnit and Markdown files (when asked), appends Markdown to
+    $GITHUB_STEP_SUMMARY (when set) and returns 0 when every rule passed, 1 otherwise. Input
+    mistakes raise HarnessError (the CLI exits 2).
     """
     report = check_gates(run_dir, config, baseline)
     if console is None:
@@ -102,6 +102,11 @@ def gate_main(run_dir: str | Path, config: str | Path | None = None, baseline: s
     if junit:
         out = write_junit(report, junit)
         console.print(f"JUnit report: {out}")
+    if markdown:
+        md = Path(markdown)
+        md.parent.mkdir(parents=True, exist_ok=True)
+        md.write_text(to_markdown(report), encoding="utf-8")
+        console.print(f"Markdown: {md}")
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
         try:

@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from harness.errors import HarnessError
 
+BUILTIN_JUDGES = Path(__file__).resolve().parent.parent / "judges"  # shipped in the package
+
 _POINTWISE_VARS = {"question", "reference", "answer", "min", "max", "lang"}
 _PAIRWISE_VARS = {"question", "reference", "answer_a", "answer_b", "lang"}
 
@@ -154,7 +156,7 @@ def _judge_dirs() -> list[Path]:
     if env:
         dirs += [Path(p) for p in env.split(os.pathsep) if p]
     dirs.append(Path.cwd() / "judges")
-    dirs.append(Path(__file__).resolve().parents[2] / "judges")  # the repository's judges/
+    dirs.append(BUILTIN_JUDGES)
     out: list[Path] = []
     for d in dirs:
         if d.is_dir() and d.resolve() not in [o.resolve() for o in out]:
@@ -163,7 +165,7 @@ def _judge_dirs() -> list[Path]:
 
 
 def available_judges() -> list[str]:
-    """Names of the judges found in HARNESS_JUDGES, ./judges and the repository's judges/."""
+    """Names of the judges found in HARNESS_JUDGES, ./judges and the built-in harness/judges/."""
     names = set()
     for d in _judge_dirs():
         names.update(p.parent.name for p in d.glob("*/judge.yaml"))
@@ -210,7 +212,7 @@ def load_judge(name_or_path: str | os.PathLike) -> JudgeDefinition:
         loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
         raise HarnessError(
             f"{yaml_path}: field '{loc}': {err['msg']}",
-            fix="See judges/reference-0-100/judge.yaml for the expected fields.",
+            fix="See harness/judges/reference-0-100/judge.yaml for the expected fields.",
         ) from None
 
     import jinja2
