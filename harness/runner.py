@@ -28,14 +28,14 @@ def execute(plan: Plan, rundir, progress: Progress) -> None:
     if any(getattr(plan.resolved.get(n), "kind", "") == "served" for n in plan.models):
         plan.pool().use_served_cache(rundir.served_cache_path())
     executor = None
-    if plan.config.cluster is not None and plan.config.cluster.engine == "ray" and plan.resolved:  # workers: harness/cluster (imports Ray)
+    plan.use_progress(progress)
+    cluster = plan.config.cluster
+    if cluster is not None and cluster.engine == "ray" and plan.resolved:  # harness/cluster (imports Ray)
         from harness.cluster.ray_workers import start_cluster
 
         executor = start_cluster(plan.resolved, plan.config.cluster, progress)
         plan.use_executor(executor)
         progress.log(f"cluster: {executor.workers} workers, shards of {plan.shard_size}")
-    elif plan.resolved:
-        plan.pool().executor.progress = progress
     try:
         generate.execute(plan, rundir, progress, model_info)
         preference.execute(plan, rundir, progress, model_info)

@@ -160,7 +160,7 @@ def _worker_pids(tag_prefix: str = "harness-") -> list[int]:
         if a["namespace"] == "harness" and a["name"].startswith(tag_prefix):
             try:
                 pids.append(ray.get(ray.get_actor(a["name"], namespace="harness").where.remote(), timeout=10)["pid"])
-            except Exception:  # noqa: BLE001 (an actor of a finished run)
+            except Exception:  # noqa: BLE001, S112 (an actor of a finished run)
                 continue
     return pids
 

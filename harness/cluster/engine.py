@@ -95,6 +95,8 @@ class ShardedPool:
         r = self.pool.resolved.get(name)
         if r is None or r.kind == "served" or batch_size is not None:
             return self.pool.engine(name, batch_size)
+        if not getattr(self.executor, "remote", False):
+            self.pool.engine(name)  # loaded now, here (a load error says so before any shard runs)
         if name not in self._sharded:
             self._sharded[name] = ShardedEngine(name, self)
         return self._sharded[name]

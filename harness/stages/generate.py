@@ -118,6 +118,7 @@ def execute(plan: Plan, rundir, progress, model_info: dict[str, Any]) -> None:
                 _finish(rundir, _Unit(name, task, key, items, [], []), plan.responses[(name, task.name)], model_info)
                 continue
             pool = plan.pool()
+            pool.engine(name)
             fmt = pool.format(name, task.prompt_format, Path(task.source).parent if task.source else None)
             model_info[name] = {**pool.describe(name), "template": fmt.name, "template_hash": fmt.template_hash,
                                 "train_manifest": train_manifest(plan, name)}

@@ -34,6 +34,7 @@ class Plan:
     switched_off: list[str] = field(default_factory=list)  # score groups the config has, turned off by flags
     preference_tasks: list[TaskSpec] = field(default_factory=list)  # ``type: preference`` (stages/preference.py)
     executor: Any = None  # where engine calls run: None = this process; a cluster's (harness/cluster)
+    progress: Any = None  # the run's progress display (shards done / total)
     _pool: Any = None
 
     def pool(self):
@@ -44,7 +45,7 @@ class Plan:
             from harness.models.pool import ModelPool
 
             local = ModelPool(dict(self.resolved))
-            self._pool = ShardedPool(local, self.executor or LocalExecutor(local), self.shard_size)
+            self._pool = ShardedPool(local, self.executor or LocalExecutor(local, self.progress), self.shard_size)
         return self._pool
 
     def use_executor(self, executor: Any) -> None:
@@ -52,6 +53,12 @@ class Plan:
         self.executor = executor
         if self._pool is not None:
             self._pool.executor = executor
+
+    def use_progress(self, progress: Any) -> None:
+        """Show shards done / total on the run's progress display."""
+        self.progress = progress
+        if self._pool is not None:
+            self._pool.executor.progress = progress
 
     @property
     def shard_size(self) -> int:
