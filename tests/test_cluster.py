@@ -207,3 +207,21 @@ def test_an_interrupted_two_worker_run_resumes_on_one_and_recomputes_nothing(clu
     finished_gen = sum(json.loads(m.read_text())["unit"].startswith("generate") for m in markers)
     assert run.shards_computed == 3 * 16 // 2 - finished_gen * 16 // 2 - len(shards)
     assert _scores(run.path) == _scores(plain_run)
+
+
+@pytest.mark.slow
+def test_benchmarks_and_the_in_process_judge_fan_out_with_the_same_numbers(cluster, tiny_models, tmp_path,
+                                                                          monkeypatch):
+    """lm-eval requests and the judge's go out in chunks (4 here) across the workers: the same
+    benchmark records, verdicts and scores as the same chunks in this process."""
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    extra = {"benchmarks": [{"name": "mmlu-mini", "limit": 4, "batch_size": 4}],
+             "judge": {"backend": f"hf:{tiny_models['base']}", "limit": 2}}
+    runs = []
+    for sub, workers in (("plain", None), ("two", 2)):
+        config = _project(tmp_path / sub, tiny_models, items=4, extra=extra)
+        runs.append(api.run(config, workers=workers, write_report=False).path)
+    plain_run, two = runs
+    assert _scores(two) == _scores(plain_run) and "mmlu-mini" in _scores(two)["groups"]
+    for rel in ("benchmarks/dpo/mmlu-mini.jsonl", "judge/reference-0-100/dpo/gen.jsonl"):
+        assert (two / rel).read_text() == (plain_run / rel).read_text()
