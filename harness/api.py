@@ -46,13 +46,15 @@ def run(config: str | Path | HarnessConfig | None = None, *, models: list[str] |
         tasks: list[str] | None = None, benchmarks: list[str] | None = None, judge: str | None = None,
         limit: int | None = None, output_dir: str | Path | None = None, resume: str | Path | None = None,
         quiet: bool = True, write_report: bool = True, trust_remote_code: bool | None = None,
-        gate: bool = False):
+        gate: bool = False, workers: int | None = None, cluster: str | None = None):
     """Evaluate models on tasks/benchmarks/judge; returns the ``RunDir``.
 
     Every input is checked before the run directory is made; a failure while running keeps the
     finished units for ``resume=``. ``trust_remote_code=True`` (or HARNESS_TRUST_REMOTE_CODE=1)
     is the consent a model with ``trust_remote_code: true`` needs. ``gate=True`` (``run --gate``)
-    also checks, before anything runs, that every baseline a max_drop gate needs exists."""
+    also checks, before anything runs, that every baseline a max_drop gate needs exists.
+    ``workers`` / ``cluster`` (an address: local, auto, ray://host:port) run it data-parallel on
+    Ray (the config's ``cluster:`` with these changed; docs/cluster.md)."""
     from harness import runner as runmod
     from harness.progress import Progress
     from harness.records import Coverage
@@ -66,7 +68,12 @@ def run(config: str | Path | HarnessConfig | None = None, *, models: list[str] |
     judge_cfg = None
     if judge is not None:
         judge_cfg = {**cfg.judge.model_dump(), "backend": judge, "fallback": None}
-    cfg = _override(cfg, tasks=tasks, benchmarks=bench, judge=judge_cfg, limit=limit)
+    cluster_cfg = None
+    if workers is not None or cluster is not None:
+        cluster_cfg = {**(cfg.cluster.model_dump() if cfg.cluster else {}), "engine": "ray",
+                       **({"workers": workers} if workers is not None else {}),
+                       **({"address": cluster} if cluster is not None else {})}
+    cfg = _override(cfg, tasks=tasks, benchmarks=bench, judge=judge_cfg, limit=limit, cluster=cluster_cfg)
     plan = make_plan(cfg, models, trust_remote_code=remote_code_consent(trust_remote_code))
     check_judge(plan)  # a judge server that is down fails here, before any model loads
     plan.switched_off = switched_off(configured, plan)

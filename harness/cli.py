@@ -78,13 +78,16 @@ def run(
                                                 "run their folder's Python code (the config alone cannot)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Let libraries print their own bars, warnings "
                                                                 "and logs."),
+    workers: int | None = typer.Option(None, "--workers", help="Data-parallel on N Ray workers (docs/cluster.md)."),
+    cluster: str | None = typer.Option(None, "--cluster", help="Ray address: local, auto or ray://host:port."),
 ) -> None:
     """Evaluate the configured models on tasks, benchmarks and the judge; write a run directory and reports."""
     from harness import api
 
     rundir = api.run(config=config, models=_split(models), tasks=_split(tasks), benchmarks=_split(benchmarks),
                      judge=judge, limit=limit, output_dir=output, resume=resume, quiet=quiet,
-                     trust_remote_code=trust_remote_code or None, gate=gate)
+                     trust_remote_code=trust_remote_code or None, gate=gate,
+                     workers=workers, cluster=cluster)
     _announce_run(rundir.path)
     if gate:
         from harness.gate import gate_main

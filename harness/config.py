@@ -203,6 +203,39 @@ class CoverageConfig(_Strict):
     max_missing_share: float = Field(default=0.5, ge=0, le=1, description="largest share of missing items")
 
 
+DEFAULT_SHARD_SIZE = 64
+CLUSTER_ENGINES = ("ray", "local")  # local: the same shards in this process, no Ray
+
+
+class ClusterConfig(_Strict):
+    """``cluster:``: data-parallel evaluation on Ray (docs/cluster.md). Work goes out in shards of
+    ``shard_size`` items (of one model x task, or requests of one call), never 1/N of the data,
+    so results and resume do not depend on ``workers``."""
+
+    engine: str = "ray"
+    address: str = Field(default="local", description="local | auto | ray://host:port | host:port")
+    workers: int = Field(default=1, ge=1)
+    gpus_per_worker: float | None = Field(default=None, ge=0, description="None: 1 when the cluster has GPUs")
+    cpus_per_worker: float = Field(default=1.0, gt=0)
+    shard_size: int = Field(default=DEFAULT_SHARD_SIZE, ge=1)
+
+    @field_validator("engine")
+    @classmethod
+    def _engine(cls, v: str) -> str:
+        if v not in CLUSTER_ENGINES:
+            raise ValueError(f"{v!r} is not a cluster engine{did_you_mean(v, CLUSTER_ENGINES)}; known: ray, local")
+        return v
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        import re
+
+        if v in ("local", "auto") or re.fullmatch(r"(ray://)?[A-Za-z0-9_.\-\[\]:]+:\d+", v):
+            return v
+        raise ValueError(f"{v!r} is not a cluster address: use local, auto, ray://host:port or host:port")
+
+
 class HarnessConfig(_Strict):
     models: dict[str, ModelSpec]
     tasks: list[str] = Field(default_factory=list)
@@ -218,6 +251,7 @@ class HarnessConfig(_Strict):
     coverage: CoverageConfig = Field(default_factory=CoverageConfig)
     limit: int | None = Field(default=None, ge=1, description="evaluate only the first N samples of each task")
     bootstrap_resamples: int = Field(default=1000, ge=100)
+    cluster: ClusterConfig | None = None  # None: one process, no Ray (harness/cluster)
     base_dir: str = Field(default=".", exclude=True)
 
     @field_validator("models", mode="before")
@@ -285,13 +319,17 @@ class HarnessConfig(_Strict):
         """The config as written to a run directory: API keys are replaced by "***" (a run
         directory is shared; use the OPENAI_API_KEY environment variable instead)."""
         data = self.model_dump(mode="json", exclude={"base_dir"})
+        if data.get("cluster") is None:  # (a config without one snapshots as before it existed)
+            data.pop("cluster", None)
         for part in [*(data.get("models") or {}).values(), data.get("judge") or {}]:
             if isinstance(part, dict) and part.get("api_key"):
                 part["api_key"] = "***"
         return data
 
     def hash(self) -> str:
-        blob = json.dumps(self.snapshot(), sort_keys=True, ensure_ascii=False).encode()
+        """Where and on how many workers a run computes does not change what it computes."""
+        data = {k: v for k, v in self.snapshot().items() if k != "cluster"}
+        blob = json.dumps(data, sort_keys=True, ensure_ascii=False).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
@@ -301,7 +339,7 @@ def _schema_at(loc: tuple) -> type[BaseModel] | None:
     for part in loc:
         if schema is HarnessConfig:
             schema = {"models": dict, "generation": GenerationConfig, "judge": JudgeConfig,
-                      "benchmarks": list}.get(part)
+                      "cluster": ClusterConfig, "benchmarks": list}.get(part)
             schema = {dict: "models", list: "benchmarks"}.get(schema, schema)
         elif schema == "models":
             schema = ModelSpec

@@ -72,12 +72,13 @@ class Progress:
     @contextmanager
     def bar(self, description: str, total: int):
         if self._progress is None:
-            yield lambda done, total_=None: None
+            yield lambda done, total_=None, description=None: None
             return
         tid = self._progress.add_task(description, total=total)
 
-        def update(done: int, total_: int | None = None) -> None:
-            self._progress.update(tid, completed=done, total=total_ or total)
+        def update(done: int, total_: int | None = None, description: str | None = None) -> None:
+            extra = {"description": description} if description else {}
+            self._progress.update(tid, completed=done, total=total_ or total, **extra)
 
         try:
             yield update

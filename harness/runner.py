@@ -27,6 +27,15 @@ def execute(plan: Plan, rundir, progress: Progress) -> None:
     model_info: dict[str, Any] = rundir.run_info().get("models", {}) if rundir.exists("run.json") else {}
     if any(getattr(plan.resolved.get(n), "kind", "") == "served" for n in plan.models):
         plan.pool().use_served_cache(rundir.served_cache_path())
+    executor = None
+    plan.use_progress(progress)
+    cluster = plan.config.cluster
+    if cluster is not None and cluster.engine == "ray" and plan.resolved:  # harness/cluster (imports Ray)
+        from harness.cluster.ray_workers import start_cluster
+
+        executor = start_cluster(plan.resolved, plan.config.cluster, progress)
+        plan.use_executor(executor)
+        progress.log(f"cluster: {executor.workers} workers, shards of {plan.shard_size}")
     try:
         generate.execute(plan, rundir, progress, model_info)
         preference.execute(plan, rundir, progress, model_info)
@@ -37,6 +46,8 @@ def execute(plan: Plan, rundir, progress: Progress) -> None:
         parity.execute(plan, rundir, progress, model_info)
     finally:
         plan.close()
+        if executor is not None:
+            executor.close()
 
 
 def start_rundir(cfg: HarnessConfig, plan: Plan, output_dir: str | None, resume: str | None):

@@ -15,10 +15,12 @@ Layout (see docs/ARCHITECTURE.md)::
     judge/<judge>/<model>/<task>.jsonl          (pairwise: judge/<judge>/<a>_vs_<b>/<task>.jsonl)
     arena/votes.jsonl                           (human votes, appended by `harness arena`)
     cache/served/                               (answers of served models, so a resumed unit does not re-ask)
+    shards/<unit key>/<size>-<index>.jsonl      (finished shards of an unfinished unit; gone once it is done)
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -68,6 +70,8 @@ class RunDir:
         self.path = Path(path)
         self.units_reused = 0    # unit markers found (resume skips those units)
         self.units_computed = 0  # units finished by this process
+        self.shards_reused = 0   # shards of unfinished units found written (a resumed run keeps them)
+        self.shards_computed = 0  # shards written by this process
 
     def __repr__(self) -> str:
         from harness.notebook import run_repr
@@ -338,6 +342,31 @@ class RunDir:
     def mark_unit_done(self, key: str, info: dict[str, Any] | None = None) -> Path:
         self.units_computed += 1
         return self.write_json(self._unit_rel(key), {"key": key, **(info or {})})
+
+    # ------------------------------------------------------------------ shards of a unit
+    def _shard_rel(self, key: str, size: int, index: int) -> Path:
+        return Path("shards") / _check_name(key, "unit key") / f"{int(size)}-{int(index)}.jsonl"
+
+    def has_shard(self, key: str, size: int, index: int) -> bool:
+        """Shard ``index`` (of ``size`` items) of the unfinished unit ``key`` is written."""
+        done = self.file(self._shard_rel(key, size, index)).is_file()
+        self.shards_reused += done
+        return done
+
+    def write_shard(self, key: str, size: int, index: int, rows: Iterable[Any]) -> Path:
+        self.shards_computed += 1
+        return self.write_jsonl(self._shard_rel(key, size, index), rows)
+
+    def read_shard(self, key: str, size: int, index: int) -> list[dict[str, Any]]:
+        return self.read_jsonl(self._shard_rel(key, size, index))
+
+    def drop_shards(self, key: str) -> None:
+        """A finished unit's shards (its samples file holds them now)."""
+        import shutil
+
+        shutil.rmtree(self.file(Path("shards") / _check_name(key, "unit key")), ignore_errors=True)
+        with contextlib.suppress(OSError):  # the folder goes with the last unfinished unit
+            self.file("shards").rmdir()
 
     def finished_units(self) -> int:
         """How many unit markers the run directory holds."""

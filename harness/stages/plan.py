@@ -33,15 +33,39 @@ class Plan:
     notes: list[str] = field(default_factory=list)  # things the user should hear once, printed at the start
     switched_off: list[str] = field(default_factory=list)  # score groups the config has, turned off by flags
     preference_tasks: list[TaskSpec] = field(default_factory=list)  # ``type: preference`` (stages/preference.py)
+    executor: Any = None  # where engine calls run: None = this process; a cluster's (harness/cluster)
+    progress: Any = None  # the run's progress display (shards done / total)
     _pool: Any = None
 
     def pool(self):
-        """The ModelPool, created on first use (responses-only runs never load a model)."""
+        """The ModelPool, created on first use (responses-only runs never load a model); its
+        engines cut work into shards of ``shard_size`` and run them on the executor."""
         if self._pool is None:
+            from harness.cluster import LocalExecutor, ShardedPool
             from harness.models.pool import ModelPool
 
-            self._pool = ModelPool(dict(self.resolved))
+            local = ModelPool(dict(self.resolved))
+            self._pool = ShardedPool(local, self.executor or LocalExecutor(local, self.progress), self.shard_size)
         return self._pool
+
+    def use_executor(self, executor: Any) -> None:
+        """Run engine calls on ``executor`` (the runner's cluster) from now on."""
+        self.executor = executor
+        if self._pool is not None:
+            self._pool.executor = executor
+
+    def use_progress(self, progress: Any) -> None:
+        """Show shards done / total on the run's progress display."""
+        self.progress = progress
+        if self._pool is not None:
+            self._pool.executor.progress = progress
+
+    @property
+    def shard_size(self) -> int:
+        """Items per shard (and requests per chunk): fixed, so no number depends on the worker count."""
+        from harness.config import DEFAULT_SHARD_SIZE
+
+        return self.config.cluster.shard_size if self.config.cluster is not None else DEFAULT_SHARD_SIZE
 
     def close(self) -> None:
         self._pool = None  # the loaded weights are freed with the pool
