@@ -201,7 +201,6 @@ def benchmark_group(results_by_model: dict[str, BenchmarkResult], models_order: 
         "num_fewshot": first.num_fewshot,
         "limit": first.limit,
         "apply_chat_template": first.apply_chat_template,
-        "seconds": {m: results_by_model[m].seconds for m in order},
     }
     if first.subtasks:
         info["subtasks"] = len(first.subtasks)

@@ -128,8 +128,11 @@ class HFBackend:
         if scoring not in ("auto", "text"):
             raise HarnessError(f"judge option scoring={scoring!r} is not supported", fix="Use auto or text.")
         self.scores_logprobs = callable(loglikelihood) and scoring == "auto"
-        # one item asks for up to 22 continuations (0-100: 11 scores x 2 endings)
-        self.ll_batcher = _MicroBatcher(loglikelihood, batch * 22, wait) if self.scores_logprobs else None
+        # one item's continuations (0-100: 11 scores x 2 endings) are scored as one call, never mixed
+        # with other items' (a batch made of whatever arrived together would move the numbers in
+        # the last digits from run to run); calls are serialized (one model)
+        self.loglikelihood = loglikelihood if self.scores_logprobs else None
+        self._ll_lock = threading.Lock()
         self.decoding = decoding_options(options)
 
     def check(self) -> None:
@@ -156,8 +159,9 @@ class HFBackend:
         prefix, cands = candidates(kind, lo, hi)
         try:
             context = self.format_chat(messages) + prefix
-            assert self.ll_batcher is not None
-            lps = self.ll_batcher.submit_many([(context, cont) for _, cont in cands])
+            assert self.loglikelihood is not None
+            with self._ll_lock:
+                lps = self.loglikelihood([(context, cont) for _, cont in cands])
         except JudgeRequestError:
             raise
         except Exception as e:  # noqa: BLE001 - a model failure becomes a missing verdict
