@@ -63,7 +63,10 @@ def task_group(per_model: dict[str, list[Sample]], seed: int = 0, n_resamples: i
     all_samples = [s for ss in per_model.values() for s in ss]
     sentence_level = set(CORPUS_METRICS.values())
     for metric in _metric_names(all_samples):
-        values = {m: [by_id[m][i].metrics.get(metric) for i in ids] for m in models}
+        # items whose task does not compute the metric are not "missing" it (pooled tasks: the json
+        # metric exists for the JSON task's items only); an item that has it as None is missing
+        scored = [i for i in ids if any(metric in by_id[m][i].metrics for m in models)]
+        values = {m: [by_id[m][i].metrics.get(metric) for i in scored] for m in models}
         hib, binary = direction(metric)
         if metric in sentence_level and corpus:  # replaced by corpus BLEU / chrF below
             continue
@@ -77,8 +80,9 @@ def task_group(per_model: dict[str, list[Sample]], seed: int = 0, n_resamples: i
     # perplexity of the reference answer: corpus-level exp(sum NLL / sum tokens), and bits per byte
     if any("nll" in s.metrics for s in all_samples):
         nll_stats: dict[str, list] = {}
+        with_nll = [i for i in ids if any("nll" in by_id[m][i].metrics for m in models)]
         for m in models:
-            ss = [by_id[m][i] for i in ids]
+            ss = [by_id[m][i] for i in with_nll]
             nll = [s.metrics.get("nll") for s in ss]
             toks = [s.metrics.get("nll_tokens") for s in ss]
             nbytes = [s.metrics.get("nll_bytes") for s in ss]
@@ -87,7 +91,7 @@ def task_group(per_model: dict[str, list[Sample]], seed: int = 0, n_resamples: i
             nll_stats[m] = list(zip(nll, toks, nbytes))
             bpb = aggregate_bits_per_byte(nll, nbytes, seed=seed, n_resamples=n_resamples)
             group["models"][m]["bits_per_byte"] = bpb.to_dict()
-        both = [k for k in range(len(ids)) if all(None not in nll_stats[m][k][:2] for m in models)]
+        both = [k for k in range(len(with_nll)) if all(None not in nll_stats[m][k][:2] for m in models)]
         ppl_rows = {m: [nll_stats[m][k][:2] for k in both] for m in models}
         bpb_rows = {m: [(nll_stats[m][k][0], nll_stats[m][k][2]) for k in both] for m in models}
         group["paired"] += _paired_corpus(models, ppl_rows, _ppl, "perplexity", seed, n_resamples)
