@@ -50,6 +50,7 @@ class HFEngine(TokenEngine):
         from harness.env import package_version
 
         self.info = EngineInfo("hf", package_version("transformers") or "", details={"device": str(device)})
+        self._slices_logits = _takes_logits_mask(model)
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -234,17 +235,31 @@ class HFEngine(TokenEngine):
             for r, x in enumerate(inputs):
                 ids[r, :len(x)] = torch.tensor(x, dtype=torch.long)
                 mask[r, :len(x)] = 1
+            # logits only where a continuation is scored (a boolean mask: the vocabulary projection
+            # of every other position is never made; 22 judge candidates x 450 tokens x 49k
+            # vocabulary were 2 GB of logits)
+            keep = torch.zeros((len(chunk), width), dtype=torch.bool)
+            for r, k in enumerate(chunk):
+                n = max(n_conts[m] for m in members[k])
+                keep[r, len(inputs[r]) - n:len(inputs[r])] = True
+            first = (torch.cumsum(keep.sum(1), 0) - keep.sum(1)).tolist()  # row r's first kept logit
             with torch.inference_mode():
                 kw = {} if like_hflm else {"attention_mask": mask.to(dev)}
-                logits = self.model(input_ids=ids.to(dev), **kw).logits
+                if self._slices_logits:
+                    logits = self.model(input_ids=ids.to(dev), logits_to_keep=keep.to(dev), **kw).logits
+                    logits = logits.reshape(-1, logits.shape[-1])
+                else:
+                    full = self.model(input_ids=ids.to(dev), **kw).logits
+                    logits = full[keep.to(full.device)]
                 for r, k in enumerate(chunk):
-                    length = len(inputs[r])
+                    kept = int(keep[r].sum())
                     for m in members[k]:
                         n = n_conts[m]
                         if n == 0:
                             out[m] = (0.0, True)
                             continue
-                        lp = torch.log_softmax(logits[r, length - n:length].float(), dim=-1)
+                        at = first[r] + kept - n
+                        lp = torch.log_softmax(logits[at:at + n].float(), dim=-1)
                         target = torch.tensor(seqs[m][-n:], device=lp.device)
                         out[m] = (float(lp.gather(1, target[:, None]).sum()),
                                   bool((lp.argmax(-1) == target).all()))
@@ -253,3 +268,19 @@ class HFEngine(TokenEngine):
         self._batches(order, run, None if progress is None else
                       lambda rows_done, _: progress(served[rows_done - 1], len(seqs)))
         return out  # type: ignore[return-value]
+
+
+def _takes_logits_mask(model: Any) -> bool:
+    """Whether the model's forward takes ``logits_to_keep`` as a boolean position mask (transformers
+    5 causal LMs do, through ``slice_logits_to_keep``); other models get full logits, sliced here."""
+    import inspect
+
+    try:
+        from transformers.modeling_utils import slice_logits_to_keep  # noqa: F401 (the mask form exists)
+    except ImportError:
+        return False
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    try:
+        return "logits_to_keep" in inspect.signature(base.forward).parameters
+    except (TypeError, ValueError):
+        return False
