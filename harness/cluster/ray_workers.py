@@ -42,10 +42,14 @@ def _worker_class(ray):
     class Worker:
         """One long-lived worker: a ModelPool of the run's models, loaded on first use."""
 
-        def __init__(self, resolved: dict[str, Any]):
+        def __init__(self, resolved: dict[str, Any], threads: int | None = None):
             from harness.progress import quiet_libraries
 
             quiet_libraries()
+            if threads:  # the driver's intra-op thread count: on a CPU the same matmuls in another
+                import torch  # thread count round differently (perplexity moved in the 7th digit)
+
+                torch.set_num_threads(threads)
             self.resolved = resolved
             self._pool = None
 
@@ -102,6 +106,14 @@ def local_paths(resolved: dict[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
+def _driver_threads() -> int:
+    """How many threads torch uses for one matmul here (workers on CPU use the same, so their numbers
+    equal a plain run's on this machine)."""
+    import torch
+
+    return torch.get_num_threads()
+
+
 class RayExecutor:
     """``workers`` Ray actors serving the run's models (see the module docstring)."""
 
@@ -121,7 +133,9 @@ class RayExecutor:
         if env:
             opts["runtime_env"] = {"env_vars": env}
         self.run_tag = uuid.uuid4().hex[:8]  # actors are named harness-<run tag>-<i> in namespace "harness"
-        self.actors = [cls.options(**opts, name=f"harness-{self.run_tag}-{i}", namespace="harness").remote(resolved)
+        threads = _driver_threads() if not gpus else None
+        self.actors = [cls.options(**opts, name=f"harness-{self.run_tag}-{i}", namespace="harness").remote(resolved,
+                                                                                                          threads)
                        for i in range(cfg.workers)]
         self.failures = [0] * cfg.workers
         self.where = self._wait_ready()
