@@ -113,7 +113,7 @@ def test_without_ray_installed_the_error_names_the_extra(tiny_models, tmp_path, 
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     with pytest.raises(HarnessError) as err:
         api.run(_project(tmp_path, tiny_models), workers=2, write_report=False)
-    assert 'pip install "harness[cluster]"' in str(err.value) and "\n" not in str(err.value)
+    assert 'pip install "checkpoint-harness[cluster]"' in str(err.value) and "\n" not in str(err.value)
     assert not list((tmp_path / "out").glob("*"))  # nothing ran: no run directory is left
 
 

@@ -119,7 +119,7 @@ def serve(session: ArenaSession, *, host: str = "127.0.0.1", port: int = 7860, q
         demo = build_app(session)
     except ImportError as err:
         raise HarnessError(f"the arena needs gradio, which is not installed ({err})",
-                           fix='pip install "harness[arena]" (or pip install "gradio>=6")') from None
+                           fix='pip install "checkpoint-harness[arena]" (or pip install "gradio>=6")') from None
     demo.queue(default_concurrency_limit=8)
     try:
         demo.launch(server_name=host, server_port=port, share=False, inbrowser=False, quiet=quiet,

@@ -21,7 +21,7 @@ from harness.cluster.calls import Call
 from harness.cluster.executor import OnDone, Rates, _bar
 from harness.errors import HarnessError
 
-INSTALL_FIX = 'Install it with pip install "harness[cluster]", or run without --workers / cluster:'
+INSTALL_FIX = 'Install it with pip install "checkpoint-harness[cluster]", or run without --workers / cluster:'
 _PASSED_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM",
                "HF_HOME", "HF_HUB_CACHE", "HARNESS_CACHE", "HARNESS_VERBOSE", "TQDM_DISABLE",
                "TRANSFORMERS_VERBOSITY")

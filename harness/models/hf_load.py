@@ -58,7 +58,7 @@ def check_quantization(r: ResolvedModel, device: str) -> None:
 
     if not device.startswith("cuda") or importlib.util.find_spec("bitsandbytes") is None:
         raise HarnessError(f"models.{r.name}: {flag} needs a CUDA GPU and bitsandbytes "
-                           "(pip install 'harness[gpu]'); remove it to evaluate in full precision on CPU")
+                           "(pip install 'checkpoint-harness[gpu]'); remove it to evaluate in full precision on CPU")
 
 
 def load_root(r: ResolvedModel, device: str, dtype: str = "auto"):

@@ -116,7 +116,7 @@ def load_causal_lm(path: str, *, qlora: bool = False, trust_remote_code: bool = 
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
     if qlora:
         if not torch.cuda.is_available():
-            raise HarnessError("--method qlora needs a CUDA GPU and bitsandbytes (pip install 'harness[gpu]')",
+            raise HarnessError("--method qlora needs a CUDA GPU and bitsandbytes (pip install 'checkpoint-harness[gpu]')",
                                fix="Use --method lora on CPU.")
         from transformers import BitsAndBytesConfig
 
