@@ -10,9 +10,10 @@ identical to the plain run's. Exit status 1 when one differs.
     .venv/bin/python bench/scale.py --limit 32 --shard-size 8
     .venv/bin/python bench/scale.py --config my/harness.yaml --benchmarks mmlu-mini --judge none
 
-What limits the ratio: the workers share the machine's cores (on 2 cores, each Ray worker gets
-one torch thread where the plain run uses both), each worker loads its models once (seconds for
-SmolLM2-135M), and the last shards of a stage leave a worker idle.
+What limits the ratio: the workers share the machine's cores (on a CPU every worker uses the
+driver's torch thread count, so that its numbers equal a plain run's: 2 workers on 2 cores run 4
+threads), each worker loads its models once (seconds for SmolLM2-135M), and the last shards of a
+stage leave a worker idle. On GPUs (one per worker) none of this applies.
 """
 
 from __future__ import annotations
