@@ -24,6 +24,20 @@ def cache_root() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "harness"
 
 
+def free_memory() -> None:
+    """Collect garbage and give cached accelerator memory back (after an engine or a model is dropped)."""
+    import gc
+
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:  # pragma: no cover
+        pass
+
+
 def package_version(name: str) -> str | None:
     """The installed version of a distribution, or None when it is not installed. ``harness`` is
     this package's own version (its distribution is named checkpoint-harness)."""

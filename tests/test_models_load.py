@@ -160,7 +160,8 @@ def test_reported_format_is_the_format_the_pool_uses(tiny_models, tmp_path):
 def test_4bit_on_cpu_is_a_clear_error(tiny_models, tmp_path):
     res = resolve_models(_specs(q={"path": str(tiny_models["base"]), "load_in_4bit": True}), tmp_path)
     with pytest.raises(HarnessError, match=r"load_in_4bit needs a CUDA GPU and bitsandbytes \(pip install "
-                                           r"'harness\[gpu\]'\); remove it to evaluate in full precision on CPU"):
+                                           r"'checkpoint-harness\[gpu\]'\); remove it to evaluate in full "
+                                           r"precision on CPU"):
         ModelPool(res, device="cpu")
 
 

