@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from harness.errors import HarnessError
@@ -122,7 +122,12 @@ class HFBackend:
         self.format_chat = format_chat
         batch = int(options.get("batch_size", 8))
         wait = float(options.get("batch_wait", 0.02))
-        self.batcher = _MicroBatcher(generate, batch, wait)
+        # every model call (generate, loglikelihood) runs on ONE thread: the judge's request threads
+        # each allocating the model's activations in their own malloc arena grew memory by GBs
+        # (8 threads: 5.9 GB after 16 log-prob items; one thread: 1.9 GB)
+        self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="judge-model")
+        self.batcher = _MicroBatcher(lambda prompts: self._model_thread.submit(generate, prompts).result(),
+                                     batch, wait)
         loglikelihood = options.get("loglikelihood")
         scoring = str(options.get("scoring", "auto"))
         if scoring not in ("auto", "text"):
@@ -130,9 +135,8 @@ class HFBackend:
         self.scores_logprobs = callable(loglikelihood) and scoring == "auto"
         # one item's continuations (0-100: 11 scores x 2 endings) are scored as one call, never mixed
         # with other items' (a batch made of whatever arrived together would move the numbers in
-        # the last digits from run to run); calls are serialized (one model)
+        # the last digits from run to run)
         self.loglikelihood = loglikelihood if self.scores_logprobs else None
-        self._ll_lock = threading.Lock()
         self.decoding = decoding_options(options)
 
     def check(self) -> None:
@@ -160,8 +164,8 @@ class HFBackend:
         try:
             context = self.format_chat(messages) + prefix
             assert self.loglikelihood is not None
-            with self._ll_lock:
-                lps = self.loglikelihood([(context, cont) for _, cont in cands])
+            requests = [(context, cont) for _, cont in cands]
+            lps = self._model_thread.submit(self.loglikelihood, requests).result()
         except JudgeRequestError:
             raise
         except Exception as e:  # noqa: BLE001 - a model failure becomes a missing verdict
