@@ -83,7 +83,8 @@ def _connect(ray, cfg) -> bool:
     try:
         if cfg.address == "local":
             need = int(cfg.workers * cfg.cpus_per_worker + 0.999)
-            ray.init(num_cpus=max(os.cpu_count() or 1, need), **common)
+            # address="local": always a new cluster here, never one another process left running
+            ray.init(address="local", num_cpus=max(os.cpu_count() or 1, need), **common)
         else:
             ray.init(address=cfg.address, **common)
     except Exception as err:  # noqa: BLE001 (Ray raises ConnectionError, RuntimeError, ValueError ...)
