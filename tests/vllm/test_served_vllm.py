@@ -173,3 +173,32 @@ def test_token_nll_and_rolling_nll_match_transformers(server, hf, name):
 def test_the_adapter_is_just_a_model_name(server):
     base, sft = served(server, "tiny").loglikelihood(PAIRS), served(server, "sft").loglikelihood(PAIRS)
     assert max(abs(a[0] - b[0]) for a, b in zip(base, sft)) > 0.01  # the server applied the adapter
+
+
+def test_harness_run_evaluates_the_served_model_on_a_task_and_a_benchmark(server, tiny):
+    """`harness run` with `backend: openai` against the real vLLM server: a generation task (with
+    perplexity through a locally rendered prompt) and a multiple-choice benchmark through prompt
+    log-probs; the adapter served by name is a second model."""
+    import json as _json
+
+    from harness import api
+
+    root = tiny["root"] / "run"
+    root.mkdir()
+    rows = [{"instruction": q, "input": "", "output": a} for q, a in
+            [("What is the capital of France?", "Paris."), ("Give an antonym of hot.", "cold"),
+             ("Convert 5 kilometers to meters.", "5000 meters")]]
+    (root / "data.jsonl").write_text("".join(_json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    (root / "t.yaml").write_text("name: t\ndata: data.jsonl\nmetrics: [exact_match, perplexity]\n"
+                                 "generation: {max_new_tokens: 8}\n", encoding="utf-8")
+    common = f"backend: openai, base_url: '{server}', concurrency: 1, bos_text: '<s>', prompt_format: alpaca"
+    (root / "harness.yaml").write_text(
+        f"models:\n  tiny: {{model: tiny, {common}}}\n  sft: {{model: sft, {common}}}\n"
+        "tasks: [t.yaml]\nbenchmarks: [{name: mmlu-mini, limit: 3}]\ncoverage: {min_n: 1}\n", encoding="utf-8")
+    run = api.run(root / "harness.yaml", quiet=True)
+    groups = run.scores()["groups"]
+    for model in ("tiny", "sft"):
+        assert groups["t"]["models"][model]["perplexity"]["n"] == 3
+        assert groups["mmlu-mini"]["models"][model]["acc"]["n"] == 3
+        assert run.run_info()["models"][model]["engine"]["backend"] == "openai"
+    assert len(run.samples("tiny", "t")) == 3
