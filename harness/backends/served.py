@@ -27,6 +27,7 @@ from typing import Any
 
 from harness.engine import Generation
 from harness.errors import HarnessError
+from harness.models.prompts import cut_at_stops
 
 log = logging.getLogger("harness.engine")
 
@@ -141,14 +142,9 @@ def make_generation(reply: dict[str, Any], fmt: Any, stops: list[str]) -> Genera
     if fmt is not None and not is_server_chat(fmt):
         text = extract_response(raw, fmt, stop=stops)
     else:
-        text = _cut(raw, stops)
+        text = cut_at_stops(raw, stops)
     return Generation(text=text.strip(), raw=raw, n_tokens=int(reply.get("n_tokens") or 0),
                       truncated=finish == "length", finish=finish)
-
-
-def _cut(text: str, stops: Sequence[str]) -> str:
-    idx = [text.find(s) for s in stops if s and s in text]
-    return text[: min(idx)] if idx else text
 
 
 # --------------------------------------------------------------------------------------

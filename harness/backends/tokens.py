@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from harness.engine import NLL, Generation
+from harness.models.prompts import cut_at_stops
 
 log = logging.getLogger("harness.engine")
 
@@ -35,11 +36,6 @@ def prepare_tokenizer(tokenizer: Any) -> Any:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     tokenizer.padding_side = "left"
     return tokenizer
-
-
-def cut_at_stops(text: str, stops: Sequence[str]) -> str:
-    idx = [text.find(s) for s in stops if s and s in text]
-    return text[: min(idx)] if idx else text
 
 
 class TokenEngine:

@@ -29,6 +29,8 @@ from typing import Any
 
 from lm_eval.api.model import LM
 
+from harness.models.prompts import cut_at_stops
+
 DEFAULT_MAX_GEN_TOKS = 256  # HFLM's max_gen_toks when a task does not set one
 
 
@@ -142,14 +144,6 @@ def generation_settings(gen_kwargs: dict[str, Any]) -> tuple[list[str], dict[str
     if do_sample and kw.get("top_p") is not None:
         settings["top_p"] = float(kw["top_p"])
     return stop, settings
-
-
-def cut_at_stops(text: str, stops: Sequence[str]) -> str:
-    """The text before the first of ``stops`` (lm-eval's post-processing of a generation)."""
-    for s in stops:
-        if s:
-            text = text.split(s)[0]
-    return text
 
 
 @contextmanager

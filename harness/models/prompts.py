@@ -228,7 +228,8 @@ def get_format(spec: str | None, tokenizer: Any = None, *, base_dir: str | Path 
     return fmt
 
 
-def _cut(text: str, markers) -> str:
+def cut_at_stops(text: str, markers) -> str:
+    """The text before the first of ``markers`` (empty ones ignored)."""
     idx = [text.find(m) for m in markers if m and m in text]
     return text[: min(idx)] if idx else text
 
@@ -257,7 +258,7 @@ def extract_response(text: str, fmt: PromptFormat, prompt: str | None = None, st
         for h in heads:
             if stripped.startswith(h.strip()):
                 stripped, changed = stripped[len(h.strip()):], True
-    text = _cut(stripped, list(fmt.stop_strings) + list(stop) + [h.strip() for h in heads]
+    text = cut_at_stops(stripped, list(fmt.stop_strings) + list(stop) + [h.strip() for h in heads]
                 + [h.strip() for h in fmt.prompt_headers] + list(END_MARKERS))
     return text.strip()
 
