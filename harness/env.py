@@ -38,6 +38,16 @@ def free_memory() -> None:
         pass
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far, in MiB (0 where the platform cannot say)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0.0
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(kib / (1024 * 1024 if platform.system() == "Darwin" else 1024), 1)  # macOS: bytes
+
+
 def package_version(name: str) -> str | None:
     """The installed version of a distribution, or None when it is not installed. ``harness`` is
     this package's own version (its distribution is named checkpoint-harness)."""

@@ -36,6 +36,7 @@ def execute(plan: Plan, rundir, progress: Progress) -> None:
         executor = start_cluster(plan.resolved, plan.config.cluster, progress)
         plan.use_executor(executor)
         progress.log(f"cluster: {executor.workers} workers, shards of {plan.shard_size}")
+        _record_workers(rundir, executor, plan.shard_size)
     try:
         generate.execute(plan, rundir, progress, model_info)
         preference.execute(plan, rundir, progress, model_info)
@@ -48,6 +49,15 @@ def execute(plan: Plan, rundir, progress: Progress) -> None:
         plan.close()
         if executor is not None:
             executor.close()
+
+
+def _record_workers(rundir, executor, shard_size: int) -> None:
+    """run.json ``clusters``: where this run's (or this resume's) workers ran, for audits."""
+    info = rundir.run_info()
+    info.setdefault("clusters", []).append({"at": _now(), "shard_size": shard_size,
+                                            "workers": [{k: w.get(k) for k in ("node", "node_id", "host", "pid")}
+                                                        for w in executor.where]})
+    rundir.write_json("run.json", info)
 
 
 def start_rundir(cfg: HarnessConfig, plan: Plan, output_dir: str | None, resume: str | None):

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import io
+from harness.env import peak_rss_mib
 from harness.errors import HarnessError
 from harness.records import Sample, Verdict
 
@@ -340,8 +341,10 @@ class RunDir:
         return done
 
     def mark_unit_done(self, key: str, info: dict[str, Any] | None = None) -> Path:
+        """Unit ``key`` is finished. Its marker also records the process's peak memory so far
+        (``peak_rss_mib``, a high-water mark: the unit where it jumps is the one that raised it)."""
         self.units_computed += 1
-        return self.write_json(self._unit_rel(key), {"key": key, **(info or {})})
+        return self.write_json(self._unit_rel(key), {"key": key, **(info or {}), "peak_rss_mib": peak_rss_mib()})
 
     # ------------------------------------------------------------------ shards of a unit
     def _shard_rel(self, key: str, size: int, index: int) -> Path:

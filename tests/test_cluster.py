@@ -23,7 +23,8 @@ from harness.errors import HarnessError
 
 ray = pytest.importorskip("ray")
 
-ITEMS = 12
+ITEMS = 16  # x 3 models in shards of 2, 24 new tokens: long enough to kill a worker mid-run
+SHARDS = 3 * ITEMS // 2
 ROWS = [{"instruction": f"Count to {i} and say the word number {i}.", "input": "", "output": f"number {i}"}
         for i in range(ITEMS)]
 PREF = [{"prompt": f"Say {w}.", "chosen": w, "rejected": w[::-1] + "?"} for w in
@@ -46,7 +47,7 @@ def cluster():
     c.shutdown()
 
 
-def _project(root: Path, t: dict, *, shard_size: int = 4, max_new_tokens: int = 8, items: int = ITEMS,
+def _project(root: Path, t: dict, *, shard_size: int = 2, max_new_tokens: int = 24, items: int = ITEMS,
              engine: str = "local", extra: dict | None = None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     rows = [{"instruction": f"Count to {i} and say the word number {i}.", "input": "", "output": f"number {i}"}
@@ -77,7 +78,7 @@ def _samples(run: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def plain(tiny_models, tmp_path_factory):
-    """The reference: the same shards computed in this process (no Ray)."""
+    """The reference for every cluster run here: the same shards computed in this process (no Ray)."""
     config = _project(tmp_path_factory.mktemp("plain"), tiny_models)
     run = api.run(config, write_report=False).path
     assert not (run / "shards").exists()  # a finished unit's shards are folded into its samples
@@ -121,23 +122,12 @@ def test_without_ray_installed_the_error_names_the_extra(tiny_models, tmp_path, 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_workers_give_the_plain_runs_scores(cluster, plain, tiny_models, tmp_path, workers):
     run = api.run(_project(tmp_path, tiny_models), workers=workers, write_report=False)
-    assert run.shards_computed == 3 * ITEMS // 4  # 3 models x 12 items in shards of 4, each written once
+    assert run.shards_computed == SHARDS  # each shard written once
     assert _scores(run.path) == _scores(plain)
     assert _samples(run.path) == _samples(plain)
-
-
-def test_two_workers_run_on_two_nodes(cluster, tiny_models):
-    from harness.cluster.ray_workers import start_cluster
-    from harness.config import ClusterConfig
-    from harness.models.resolve import resolve_models
-
-    resolved = resolve_models({"base": api.load_config(_project(Path(str(tiny_models["base"]) + "-p"),
-                                                                tiny_models)).models["base"]}, ".")
-    ex = start_cluster(resolved, ClusterConfig(workers=2, address="auto"))
-    try:
-        assert len({w["node_id"] for w in ex.where}) == 2
-    finally:
-        ex.close()
+    [where] = run.run_info()["clusters"]  # run.json: where the workers ran
+    assert len(where["workers"]) == workers and where["shard_size"] == 2
+    assert len({w["node_id"] for w in where["workers"]}) == workers  # two workers: on the two simulated nodes
 
 
 def test_a_model_path_a_worker_cannot_read_is_named_with_its_node(cluster, tiny_models, tmp_path):
@@ -165,9 +155,8 @@ def _worker_pids(tag_prefix: str = "harness-") -> list[int]:
     return pids
 
 
-def test_a_killed_worker_has_its_shards_run_again(cluster, tiny_models, tmp_path):
-    config = _project(tmp_path / "p", tiny_models, shard_size=2, max_new_tokens=24, items=16)
-    plain_run = api.run(config.parent / "harness.yaml", write_report=False).path
+def test_a_killed_worker_has_its_shards_run_again(cluster, plain, tiny_models, tmp_path):
+    config = _project(tmp_path / "p", tiny_models)
     result: dict = {}
     thread = threading.Thread(target=lambda: result.update(run=api.run(config, workers=2, write_report=False)))
     before = set(_worker_pids())
@@ -182,13 +171,12 @@ def test_a_killed_worker_has_its_shards_run_again(cluster, tiny_models, tmp_path
     assert thread.is_alive()  # killed mid-run
     thread.join(timeout=300)
     run = result["run"]
-    assert run.shards_computed == 3 * 16 // 2  # every shard written once
-    assert _scores(run.path) == _scores(plain_run)
+    assert run.shards_computed == SHARDS  # every shard written once
+    assert _scores(run.path) == _scores(plain)
 
 
-def test_an_interrupted_two_worker_run_resumes_on_one_and_recomputes_nothing(cluster, tiny_models, tmp_path):
-    config = _project(tmp_path / "p", tiny_models, shard_size=2, max_new_tokens=24, items=16)
-    plain_run = api.run(config, write_report=False).path
+def test_an_interrupted_two_worker_run_resumes_on_one_and_recomputes_nothing(cluster, plain, tiny_models, tmp_path):
+    config = _project(tmp_path / "p", tiny_models)
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "-c", str(config), "--workers", "2",
                              "--cluster", cluster.address, "-q", "-o", str(tmp_path / "out2")],
@@ -205,8 +193,8 @@ def test_an_interrupted_two_worker_run_resumes_on_one_and_recomputes_nothing(clu
     run = api.run(config, resume=run_dir, workers=1, cluster="auto", write_report=False)
     assert run.units_reused == len(markers) and run.shards_reused == len(shards)
     finished_gen = sum(json.loads(m.read_text())["unit"].startswith("generate") for m in markers)
-    assert run.shards_computed == 3 * 16 // 2 - finished_gen * 16 // 2 - len(shards)
-    assert _scores(run.path) == _scores(plain_run)
+    assert run.shards_computed == SHARDS - finished_gen * ITEMS // 2 - len(shards)
+    assert _scores(run.path) == _scores(plain)
 
 
 @pytest.mark.slow
@@ -219,7 +207,7 @@ def test_benchmarks_and_the_in_process_judge_fan_out_with_the_same_numbers(clust
     runs = []
     for sub, workers in (("plain", None), ("two", 2)):
         monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / sub / "cache"))  # a judge cache each: both ask
-        config = _project(tmp_path / sub, tiny_models, items=4, extra=extra)
+        config = _project(tmp_path / sub, tiny_models, items=4, shard_size=4, max_new_tokens=8, extra=extra)
         runs.append(api.run(config, workers=workers, write_report=False).path)
     plain_run, two = runs
     assert _scores(two) == _scores(plain_run) and "mmlu-mini" in _scores(two)["groups"]
