@@ -47,6 +47,13 @@ def _quick_config(config: str | Path | HarnessConfig | None, quick: dict[str, di
     return _override(cfg, models={**cfg.model_dump(mode="json")["models"], **quick})
 
 
+def benchmark_entries(cfg: HarnessConfig, names: list[str]) -> list[dict[str, Any]]:
+    """``--benchmarks a,b`` as config entries: a configured benchmark keeps its settings (limit,
+    num_fewshot, batch size); another gets the defaults; ``none`` is dropped."""
+    known = {b.name: b.model_dump(mode="json") for b in cfg.benchmarks}
+    return [known.get(n, {"name": n}) for n in names if n != "none"]
+
+
 def _override(cfg: HarnessConfig, **changes: Any) -> HarnessConfig:
     from harness.config import config_from_dict
 
@@ -91,10 +98,7 @@ def run(config: str | Path | HarnessConfig | None = None, *, models: list[str] |
         models = models or list(quick)
     else:
         configured = cfg = load_config(config)
-    bench = None
-    if benchmarks is not None:  # a configured benchmark keeps its settings (limit, fewshot, batch size)
-        known = {b.name: b.model_dump(mode="json") for b in cfg.benchmarks}
-        bench = [known.get(b, {"name": b}) for b in benchmarks if b != "none"]
+    bench = None if benchmarks is None else benchmark_entries(cfg, benchmarks)
     judge_cfg = None
     if judge is not None:
         judge_cfg = {**cfg.judge.model_dump(), "backend": judge, "fallback": None}
