@@ -345,6 +345,13 @@ def case_unknown_task(p):
 
 
 @case
+def case_suite_member_misspelled(p):
+    p.write("s.yaml", "suite: [t.yaml, demo-kr]\n")
+    p.config_text(tasks="[s.yaml]")
+    return _run(p), ["unknown task 'demo-kr'", "did you mean 'demo-ko'"]
+
+
+@case
 def case_misspelled_task_on_the_command_line(p):
     return _run(p, "--tasks", "demo-em"), ["unknown task 'demo-em'", "did you mean 'demo-en'", "Known tasks:"]
 
