@@ -645,6 +645,11 @@ def case_gate_on_a_misspelled_metric(p):
 
 
 @case
+def case_gate_flag_without_gates(p):
+    return _run(p, "--gate"), ["--gate: the config has no 'gates:'", "docs/gates.md"]
+
+
+@case
 def case_gate_on_a_misspelled_metric_with_groups_switched_off(p):
     """Groups the flags turned off fail closed at gate time; a name that no group could hold is
     still a typo (it once came out as "configured but not run", exit 1, after the whole run)."""

@@ -249,6 +249,9 @@ def check_gates(plan: Plan, *, with_baselines: bool = False, output_root: Path |
     ``check_judge`` (the judges decide the judge groups)."""
     cfg = plan.config
     if not cfg.gates:
+        if with_baselines:  # `run --gate` with nothing to gate: say so now, not after the whole run
+            raise HarnessError("--gate: the config has no 'gates:' to check",
+                               fix="Add gate rules to harness.yaml (docs/gates.md), or run without --gate.")
         return
     from harness.gate import DropRule, preflight
     from harness.gate.preflight import expected_scores, preflight_drop
