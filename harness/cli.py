@@ -60,10 +60,11 @@ def run(
     config: Path | None = ConfigOpt,
     models: str | None = typer.Option(None, "--models", "-m", help="Comma-separated model names (default: all)."),
     model: list[str] | None = typer.Option(None, "--model", metavar="NAME=SPEC",
-                                           help="Add a model without a config (repeatable); SPEC: zoo:NAME, PATH "
-                                                "or HUB_ID, adapter:PATH[@BASE], gguf:FILE, vllm:PATH, "
-                                                "openai:MODEL[@URL], ollama:MODEL[@HOST], responses:FILE. "
-                                                "Only these models run (README 'Quick runs')."),
+                                           help="Add a model without a config (repeatable); SPEC: zoo:NAME, a path "
+                                                "or hub id, adapter:PATH (adapter:PATH@BASE stacks it on an "
+                                                "earlier --model), gguf:FILE, vllm:PATH, openai:MODEL@URL, "
+                                                "ollama:MODEL@HOST, responses:FILE. Only these models run "
+                                                "(README 'Quick runs')."),
     tasks: str | None = typer.Option(None, "--tasks", "-t", help="Comma-separated task names (built in: demo, "
                                                                  "demo-en, ...) or YAML paths."),
     benchmarks: str | None = typer.Option(None, "--benchmarks", "-b",
