@@ -32,6 +32,28 @@ def load_config(config: str | Path | HarnessConfig | None = None) -> HarnessConf
     return _load_config(DEMO_CONFIG)
 
 
+def _quick_config(config: str | Path | HarnessConfig | None, quick: dict[str, dict[str, Any]],
+                  tasks: list[str] | None, benchmarks: list[str] | None) -> HarnessConfig:
+    """The config of a run with ``--model NAME=SPEC`` flags: the given (or ./harness.yaml) config
+    with these models added (same name: replaced); with no config file, only these models and
+    what the flags name (never the demo's models)."""
+    from harness.config import config_from_dict
+    from harness.quick import quick_config_data
+
+    if config is None and not Path("harness.yaml").is_file():
+        return config_from_dict(quick_config_data(quick, tasks, benchmarks), where="--model flags",
+                                base_dir=Path.cwd())
+    cfg = load_config(config)
+    return _override(cfg, models={**cfg.model_dump(mode="json")["models"], **quick})
+
+
+def benchmark_entries(cfg: HarnessConfig, names: list[str]) -> list[dict[str, Any]]:
+    """``--benchmarks a,b`` as config entries: a configured benchmark keeps its settings (limit,
+    num_fewshot, batch size); another gets the defaults; ``none`` is dropped."""
+    known = {b.name: b.model_dump(mode="json") for b in cfg.benchmarks}
+    return [known.get(n, {"name": n}) for n in names if n != "none"]
+
+
 def _override(cfg: HarnessConfig, **changes: Any) -> HarnessConfig:
     from harness.config import config_from_dict
 
@@ -46,8 +68,13 @@ def run(config: str | Path | HarnessConfig | None = None, *, models: list[str] |
         tasks: list[str] | None = None, benchmarks: list[str] | None = None, judge: str | None = None,
         limit: int | None = None, output_dir: str | Path | None = None, resume: str | Path | None = None,
         quiet: bool = True, write_report: bool = True, trust_remote_code: bool | None = None,
-        gate: bool = False, workers: int | None = None, cluster: str | None = None):
+        gate: bool = False, workers: int | None = None, cluster: str | None = None,
+        model_flags: list[str] | None = None):
     """Evaluate models on tasks/benchmarks/judge; returns the ``RunDir``.
+
+    ``model_flags`` are ``NAME=SPEC`` strings (``harness run --model``, harness/quick.py): these
+    models are added to the config (with no config file: they are the config) and evaluated.
+    ``limit`` caps every task and benchmark (a benchmark's own smaller limit stays).
 
     Every input is checked before the run directory is made; a failure while running keeps the
     finished units for ``resume=``. ``trust_remote_code=True`` (or HARNESS_TRUST_REMOTE_CODE=1)
@@ -63,8 +90,15 @@ def run(config: str | Path | HarnessConfig | None = None, *, models: list[str] |
 
     if resume:
         runmod.check_resume(resume)
-    configured = cfg = load_config(config)
-    bench = None if benchmarks is None else [b for b in benchmarks if b != "none"]
+    if model_flags:
+        from harness.quick import parse_model_flags
+
+        quick = parse_model_flags(list(model_flags))
+        configured = cfg = _quick_config(config, quick, tasks, benchmarks)
+        models = models or list(quick)
+    else:
+        configured = cfg = load_config(config)
+    bench = None if benchmarks is None else benchmark_entries(cfg, benchmarks)
     judge_cfg = None
     if judge is not None:
         judge_cfg = {**cfg.judge.model_dump(), "backend": judge, "fallback": None}
@@ -163,26 +197,47 @@ def print_models(config: str | Path | None = None) -> None:
 
 
 def print_tasks(config: str | Path | None = None) -> None:
+    """Tasks and benchmarks: the task files in tasks/ folders (the config's, the current
+    folder's, the built-in ones) and the configured tasks; the offline minis and the configured
+    benchmarks. Other YAML files (configs, gate files) are not tasks and are not listed."""
     from rich.console import Console
     from rich.table import Table
 
+    from harness.benchmarks.minis import MINI_NAMES
     from harness.tasks import known_tasks, load_tasks
 
     cfg = load_config(config)
     extra = [Path(cfg.base_dir) / "tasks", Path(cfg.base_dir)]
     configured = {t.name for t in load_tasks(cfg.tasks, extra)} if cfg.tasks else set()
-    table = Table("task", "configured", "language", "metrics", "data")
-    for name in known_tasks(extra):
+    table = Table("name", "kind", "configured", "language", "metrics", "data")
+    refs = list(dict.fromkeys([*known_tasks([Path(cfg.base_dir) / "tasks"]), *cfg.tasks]))
+    for ref in refs:
         try:
-            specs = load_tasks([name], extra)
+            specs = load_tasks([ref], extra)
         except HarnessError as err:
-            table.add_row(name, "", "", f"[red]{err}[/]", "")
+            table.add_row(ref, "[red]broken[/]", "", "", f"[red]{err}[/]", "")
             continue
-        for t in specs if len(specs) == 1 else []:
-            table.add_row(t.name, "yes" if t.name in configured else "", t.language, ", ".join(t.metrics), t.data)
-        if len(specs) > 1:
-            table.add_row(name, "suite", "", " + ".join(s.name for s in specs), "")
+        if _is_suite(ref, extra):
+            table.add_row(ref, "suite", "yes" if ref in cfg.tasks else "", "", " + ".join(t.name for t in specs), "")
+            continue
+        for t in specs:
+            table.add_row(t.name, "preference" if t.is_preference else "task", "yes" if t.name in configured else "",
+                          t.language, ", ".join(t.metrics), t.data)
+    benches = {b.name: b for b in cfg.benchmarks}
+    for name in dict.fromkeys([*MINI_NAMES, *benches]):
+        b = benches.get(name)
+        limit = f"limit {b.limit}" if b is not None and b.limit else ""
+        table.add_row(name, "benchmark", "yes" if b is not None else "", "", "acc, acc_norm",
+                      "offline mini" + (f", {limit}" if limit else "") if name in MINI_NAMES else limit or "lm-eval")
     Console().print(table)
+
+
+def _is_suite(ref: str, extra: list[Path]) -> bool:
+    from harness.io import read_yaml
+    from harness.tasks import find_task_file
+
+    data = read_yaml(find_task_file(ref, extra))
+    return isinstance(data, dict) and "suite" in data
 
 
 def train_sft(**kwargs: Any):

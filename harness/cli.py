@@ -59,12 +59,20 @@ ConfigOpt = typer.Option(None, "--config", "-c", help="harness.yaml (default: ./
 def run(
     config: Path | None = ConfigOpt,
     models: str | None = typer.Option(None, "--models", "-m", help="Comma-separated model names (default: all)."),
-    tasks: str | None = typer.Option(None, "--tasks", "-t", help="Comma-separated task names or YAML paths."),
+    model: list[str] | None = typer.Option(None, "--model", metavar="NAME=SPEC",
+                                           help="Add a model without a config (repeatable); SPEC: zoo:NAME, a path "
+                                                "or hub id, adapter:PATH (adapter:PATH@BASE stacks it on an "
+                                                "earlier --model), gguf:FILE, vllm:PATH, openai:MODEL@URL, "
+                                                "ollama:MODEL@HOST, responses:FILE. Only these models run "
+                                                "(README 'Quick runs')."),
+    tasks: str | None = typer.Option(None, "--tasks", "-t", help="Comma-separated task names (built in: demo, "
+                                                                 "demo-en, ...) or YAML paths."),
     benchmarks: str | None = typer.Option(None, "--benchmarks", "-b",
                                              help="Comma-separated lm-eval tasks (mmlu-mini, kmmlu-mini, ...); "
                                                   "'none' to skip."),
     judge: str | None = typer.Option(None, "--judge", "-j", help="ollama:MODEL, openai:MODEL, hf:SPEC or none."),
-    limit: int | None = typer.Option(None, "--limit", "-n", help="Evaluate only the first N items of each task."),
+    limit: int | None = typer.Option(None, "--limit", "-n", help="Evaluate only the first N items of each task "
+                                                                  "and benchmark."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Output root (default: the config's "
                                                                      "output_dir, else ./reports)."),
     resume: Path | None = typer.Option(None, "--resume", help="Continue a run directory; finished units are kept."),
@@ -87,7 +95,7 @@ def run(
     rundir = api.run(config=config, models=_split(models), tasks=_split(tasks), benchmarks=_split(benchmarks),
                      judge=judge, limit=limit, output_dir=output, resume=resume, quiet=quiet,
                      trust_remote_code=trust_remote_code or None, gate=gate,
-                     workers=workers, cluster=cluster)
+                     workers=workers, cluster=cluster, model_flags=model)
     _announce_run(rundir.path)
     if gate:
         from harness.gate import gate_main

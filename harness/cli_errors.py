@@ -11,8 +11,10 @@ import typer
 
 def _fail(msg: str, code: int) -> None:
     from rich.console import Console
+    from rich.markup import escape
 
-    Console(stderr=True).print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+    # escaped: a message quoting "[...]" (a flag's syntax, a list) must not be read as markup
+    Console(stderr=True).print(f"[bold red]error:[/] {escape(msg)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

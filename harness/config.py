@@ -291,6 +291,16 @@ class HarnessConfig(_Strict):
         return v
 
     @model_validator(mode="after")
+    def _limit_benchmarks(self) -> HarnessConfig:
+        """``limit`` (``--limit`` / ``-n``) caps benchmarks too: each keeps the smaller of the two
+        (the limit is in a benchmark unit's key, so a limited run never resumes into a full one)."""
+        if self.limit is not None:
+            for b in self.benchmarks:
+                if b.limit is None or b.limit > self.limit:
+                    b.limit = self.limit
+        return self
+
+    @model_validator(mode="after")
     def _bases_exist(self) -> HarnessConfig:
         for name, spec in self.models.items():
             if spec.base == name:

@@ -175,8 +175,9 @@ def find_task_file(ref: str, extra: list[Path] | None = None) -> Path:
         for suffix in (".yaml", ".yml"):
             if (d / f"{ref}{suffix}").is_file():
                 return d / f"{ref}{suffix}"
-    raise HarnessError(f"unknown task '{ref}'",
-                       fix=f"Known tasks: {', '.join(known_tasks(extra)) or '(none)'}; or give a path to a task YAML.")
+    known = known_tasks(extra)
+    raise HarnessError(f"unknown task '{ref}'{did_you_mean(ref, known)}",
+                       fix=f"Known tasks: {', '.join(known) or '(none)'}; or give a path to a task YAML.")
 
 
 def load_tasks(refs: list[str], extra: list[Path] | None = None) -> list[TaskSpec]:

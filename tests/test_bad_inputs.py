@@ -345,6 +345,31 @@ def case_unknown_task(p):
 
 
 @case
+def case_suite_member_misspelled(p):
+    p.write("s.yaml", "suite: [t.yaml, demo-kr]\n")
+    p.config_text(tasks="[s.yaml]")
+    return _run(p), ["unknown task 'demo-kr'", "did you mean 'demo-ko'"]
+
+
+@case
+def case_misspelled_task_on_the_command_line(p):
+    return _run(p, "--tasks", "demo-em"), ["unknown task 'demo-em'", "did you mean 'demo-en'", "Known tasks:"]
+
+
+@case
+def case_adapter_base_misspells_a_model_name(p):
+    p.fake_model()
+    p.fake_adapter("a/sft", None)
+    p.config_text("  base: {path: m/base}\n  sft: {adapter: a/sft, base: bsae}\n")
+    return _run(p), ["models.sft.base: 'bsae'", "did you mean 'base'"]
+
+
+@case
+def case_quick_model_flag_with_an_unknown_kind(p):
+    return _run(p, "--model", "x=adaptor:a/sft"), ["--model 'x=adaptor:a/sft'", "did you mean 'adapter:'"]
+
+
+@case
 def case_task_yaml_broken(p):
     p.write("t.yaml", "name: t\ndata: [data.jsonl\n")
     return _run(p), ["t.yaml:", "not valid YAML"]
@@ -547,6 +572,12 @@ def case_unknown_judge(p):
 
 
 @case
+def case_misspelled_judge(p):
+    p.config_text(extra="judge: {backend: 'ollama:llama3', judges: [reference-0-10]}\n")
+    return _run(p), ["judge 'reference-0-10' not found", "did you mean 'reference-0-100'"]
+
+
+@case
 def case_unknown_judge_backend(p):
     p.config_text(extra="judge: 'foo:bar'\n")
     return _run(p), ["foo:bar"]
@@ -611,6 +642,21 @@ def case_gate_rule_syntax_error(p):
 def case_gate_on_a_misspelled_metric(p):
     p.config_text(extra="gates: ['mine.exact_mach >= 0.5']\n")
     return _run(p, "--gate"), ["unknown metric 'exact_mach'", "did you mean 'exact_match'"]
+
+
+@case
+def case_gate_flag_without_gates(p):
+    return _run(p, "--gate"), ["--gate: the config has no 'gates:'", "docs/gates.md"]
+
+
+@case
+def case_gate_on_a_misspelled_metric_with_groups_switched_off(p):
+    """Groups the flags turned off fail closed at gate time; a name that no group could hold is
+    still a typo (it once came out as "configured but not run", exit 1, after the whole run)."""
+    p.config_text(extra="benchmarks: [mmlu-mini]\njudge: {backend: 'ollama:llama3'}\n"
+                        "gates: ['mine.exact_mach >= 0.5']\n")
+    return _run(p, "--gate", "--benchmarks", "none", "--judge", "none"), ["unknown metric 'exact_mach'",
+                                                                          "did you mean 'exact_match'"]
 
 
 @case

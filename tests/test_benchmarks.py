@@ -494,3 +494,33 @@ def test_offline_error_classifier():
     except RuntimeError as outer:
         assert _is_offline_error(outer)
     assert not _is_offline_error(ValueError("shape mismatch in matmul"))
+
+
+@pytest.mark.slow  # runs lm-eval on a tiny model (~30 s)
+def test_the_limit_flag_caps_benchmarks_and_a_limited_run_never_resumes_into_a_full_one(tiny_models, tmp_path,
+                                                                                      monkeypatch):
+    """`-n 3 --benchmarks mmlu-mini` asks 3 questions (not the 280 of the mini, nor the config's
+    own limit 30, which naming the benchmark on the command line keeps); the limit is in the
+    unit key, so resuming with another -n computes the benchmark again."""
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "harness.yaml").write_text(
+        f"models:\n  m: {{path: {tiny_models['base']}}}\nbenchmarks: [{{name: mmlu-mini, limit: 30, batch_size: 4}}]\n"
+        "output_dir: out\nbootstrap_resamples: 100\n")
+    result = CliRunner().invoke(app, ["run", "-q", "-n", "3", "--benchmarks", "mmlu-mini"])
+    assert result.exit_code == 0, result.output
+    run = next((tmp_path / "out").iterdir())
+    assert len(_read_jsonl(run / "benchmarks" / "m" / "mmlu-mini.jsonl")) == 3
+    summary = json.loads((run / "benchmarks" / "m" / "mmlu-mini.summary.json").read_text())
+    assert summary["limit"] == 3 and summary["n"] == 3
+    import yaml
+
+    snapshot = yaml.safe_load((run / "config.yaml").read_text())
+    assert snapshot["benchmarks"] == [{"name": "mmlu-mini", "num_fewshot": 0, "limit": 3, "batch_size": 4,
+                                       "apply_chat_template": False}]  # the configured entry, capped
+    result = CliRunner().invoke(app, ["run", "-q", "-n", "5", "--benchmarks", "mmlu-mini", "--resume", str(run)])
+    assert result.exit_code == 0, result.output
+    assert len(_read_jsonl(run / "benchmarks" / "m" / "mmlu-mini.jsonl")) == 5

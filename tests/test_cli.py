@@ -169,6 +169,32 @@ def test_tasks_lists_the_demo_tasks(tmp_path, monkeypatch):
     assert "harness" not in [line.split("│")[1].strip() for line in result.output.splitlines() if "│" in line]
 
 
+def test_tasks_lists_tasks_and_benchmarks_not_every_yaml_file(tmp_path, monkeypatch):
+    """Task files in tasks/ folders and the configured tasks, then the benchmarks; the config
+    itself, a gate file or any other YAML beside it is not a task (nor a "broken" one)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "d.jsonl").write_text('{"instruction": "a", "output": "b"}\n')
+    (tmp_path / "tasks" / "mine.yaml").write_text("name: mine\ndata: ../d.jsonl\nmetrics: [exact_match]\n")
+    (tmp_path / "tasks" / "broken.yaml").write_text("name: broken\ndata: ../d.jsonl\nmetrics: [rogue]\n")
+    (tmp_path / "extra.yaml").write_text("name: extra\ndata: d.jsonl\nmetrics: [length]\n")
+    (tmp_path / "gates.yaml").write_text('gates: ["m.exact_match > 0.5"]\n')
+    (tmp_path / "docker-compose.yaml").write_text("services: {}\n")
+    (tmp_path / "harness.yaml").write_text("models: {m: {responses: a.jsonl}}\ntasks: [mine, extra.yaml]\n"
+                                           "benchmarks: [{name: mmlu-mini, limit: 7}]\n")
+    result = _invoke("tasks")
+    assert result.exit_code == 0, result.output
+    rows = {cells[0]: cells for cells in ([c.strip() for c in line.split("│")[1:-1]]
+                                          for line in result.output.splitlines() if line.startswith("│"))}
+    assert rows["mine"][1:3] == ["task", "yes"] and rows["extra"][1:3] == ["task", "yes"]
+    assert rows["demo-en"][1:3] == ["task", ""] and rows["demo"][1] == "suite" and rows["demo-pref"][1] == "preference"
+    assert rows["broken"][1] == "broken" and "rogue" in rows["broken"][4]
+    assert rows["mmlu-mini"][1:3] == ["benchmark", "yes"] and "limit 7" in rows["mmlu-mini"][5]
+    assert rows["kmmlu-mini"][1:3] == ["benchmark", ""] and "hellaswag-mini" in rows
+    for not_a_task in ("harness", "gates", "docker-compose"):
+        assert not_a_task not in rows
+
+
 def test_run_with_a_responses_model_from_the_cli(tmp_path):
     rows = [{"instruction": "Give the antonym.", "input": "hot", "output": "cold"},
             {"instruction": "Capital of France?", "input": "", "output": "Paris"}]

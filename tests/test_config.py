@@ -127,7 +127,7 @@ def test_judge_and_benchmark_string_forms(tmp_path):
     cfg = load_config(_write(tmp_path, VALID))
     assert cfg.judge.backend == "ollama:llama3" and cfg.judge.judges == ["reference-0-100"]
     assert [b.name for b in cfg.benchmarks] == ["mmlu-mini", "kmmlu-mini"]
-    assert cfg.benchmarks[0].limit is None and cfg.benchmarks[1].limit == 5
+    assert cfg.benchmarks[0].limit == 10 and cfg.benchmarks[1].limit == 5  # `limit: 10` caps benchmarks too
     none = load_config(_write(tmp_path, "models: {a: {path: x}}\njudge: null\n", "n.yaml"))
     assert none.judge.backend == "none"
     default = load_config(_write(tmp_path, "models: {a: {path: x}}\n", "d.yaml"))
@@ -156,3 +156,38 @@ def test_api_load_config_accepts_a_config_object(tmp_path):
     cfg = load_config(_write(tmp_path, VALID))
     assert api.load_config(cfg) is cfg
     assert api.load_config(tmp_path / "harness.yaml").hash() == cfg.hash()
+
+
+def test_every_config_error_is_listed_none_hidden(tmp_path):
+    """A typo in a top-level key (``modles:``) and every other problem are all in the one line,
+    each with its place; nothing is summarised as "(+N more)"."""
+    msg = _err(tmp_path, "modles:\n  base: {path: x}\ntasks: [t]\ngenration: {max_new_tokens: 4}\nseed: x\n"
+                         "limit: 0\n")
+    for part in ("harness.yaml:1: field 'modles': unknown field (did you mean 'models'?)",
+                 "harness.yaml:4: field 'genration': unknown field (did you mean 'generation'?)",
+                 "field 'models': Field required", "harness.yaml:5: field 'seed'", "harness.yaml:6: field 'limit'"):
+        assert part in msg, msg
+    assert "more)" not in msg
+
+
+def test_limit_caps_every_benchmark(tmp_path):
+    """``limit`` (``--limit`` / ``-n``) applies to benchmarks: each keeps the smaller limit; the
+    limit is in the benchmark's entry, so it is in the unit key and the config hash."""
+    cfg = load_config(_write(tmp_path, "models: {a: {path: x}}\nbenchmarks: [mmlu-mini, {name: kmmlu-mini, "
+                                       "limit: 30}, {name: hellaswag-mini, limit: 2}]\n"))
+    assert [b.limit for b in cfg.benchmarks] == [None, 30, 2]
+    limited = api._override(cfg, limit=4)
+    assert [b.limit for b in limited.benchmarks] == [4, 4, 2]
+    assert limited.hash() != cfg.hash()
+    assert limited.snapshot()["benchmarks"][0]["limit"] == 4  # what the run directory records
+
+
+def test_benchmarks_named_on_the_command_line_keep_their_settings(tmp_path):
+    cfg = load_config(_write(tmp_path, "models: {a: {path: x}}\nbenchmarks: [{name: mmlu-mini, limit: 30, "
+                                       "batch_size: 8, num_fewshot: 2}]\n"))
+    entries = api.benchmark_entries(cfg, ["mmlu-mini", "kmmlu-mini", "none"])
+    assert entries[0] == cfg.benchmarks[0].model_dump(mode="json") and entries[1] == {"name": "kmmlu-mini"}
+    out = api._override(cfg, benchmarks=entries, limit=4)
+    assert [(b.name, b.limit, b.batch_size, b.num_fewshot) for b in out.benchmarks] == \
+        [("mmlu-mini", 4, 8, 2), ("kmmlu-mini", 4, 16, 0)]
+    assert api.benchmark_entries(cfg, ["none"]) == []

@@ -509,3 +509,22 @@ def test_misspelled_metric_on_the_demo_run_is_an_input_error(tmp_path):
     assert "unknown metric 'rougeLL'" in result.output and "did you mean 'rougeL'" in result.output
     gates.write_text('gates: ["sft.rougeL >= 0.1"]\n')
     assert CliRunner().invoke(app, ["gate", str(demo), "--config", str(gates)]).exit_code == 0
+
+
+def test_misspelled_metric_on_a_run_with_groups_switched_off_is_an_input_error(tmp_path):
+    """A run made with `--benchmarks none --judge none` lacks those groups (the gate fails rules on
+    them closed, exit 1); a name no group could hold is still a typo: exit 2 with a suggestion."""
+    groups = {g: b for g, b in std_groups().items() if g in ("demo-en", "demo-ko", "all")}
+    run = write_run(tmp_path, groups, config={"benchmarks": [{"name": "mmlu-mini"}],
+                                               "judge": {"backend": "ollama:llama3", "judges": ["reference-0-100"]}})
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, "switched_off": ["mmlu-mini", "judge"]}))
+    with pytest.raises(HarnessError) as ei:
+        evaluate_gates(run, ["sft.rougeLL >= 0.1"])
+    assert "unknown metric 'rougeLL'" in str(ei.value) and "did you mean 'rougeL'" in str(ei.value)
+    with pytest.raises(HarnessError, match="did you mean 'reference-0-100'"):
+        evaluate_gates(run, ["sft.reference-0-10 >= 50"])
+    rows = evaluate_gates(run, ["sft.acc >= 0.3", "sft.reference-0-100 >= 50", "sft.mmlu-mini.acc >= 0.3",
+                                "sft.rougeL >= 0.1"]).rows
+    assert [r.passed for r in rows] == [False, False, False, True]  # switched off: fail closed
+    assert "configured but not run" in rows[0].reason or "did not run" in rows[0].reason

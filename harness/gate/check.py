@@ -16,7 +16,7 @@ from typing import Any
 
 from harness.baseline import Baseline, load_baseline
 from harness.errors import HarnessError
-from harness.gate.lookup import Absent, Found, ScoreTable, expected_groups, judge_rate
+from harness.gate.lookup import Absent, Found, ScoreTable, expected_groups, judge_rate, metric_vocabulary
 from harness.gate.rules import (
     EPS,
     JUDGE_LIMITS,
@@ -336,7 +336,8 @@ def evaluate_gates(run_dir: str | Path, rules: Iterable[Any] | None = None, base
     scores = ScoreTable(doc["groups"], label=f"run {doc.get('run_id') or run.path.name}",
                         models=[*(doc.get("models") or []), *cfg_models],
                         expected_groups=expected_groups(info, cfg), judge_rate=0.2 if rate is None else rate,
-                        coverage=Coverage.from_dict(doc.get("coverage")))
+                        coverage=Coverage.from_dict(doc.get("coverage")),
+                        vocabulary=metric_vocabulary((cfg.get("judge") or {}).get("judges") or []))
 
     report = GateReport(run_id=doc.get("run_id") or info.get("run_id") or run.path.name, run_dir=str(run.path))
     search_dirs = [*search, Path.cwd(), run.path.resolve().parent.parent]

@@ -40,8 +40,12 @@ class ScoreTable:
     """
 
     def __init__(self, groups: dict[str, Any], *, label: str, models: Iterable[str] = (),
-                 expected_groups: Iterable[str] = (), judge_rate: float | None = None, coverage: Any = None):
+                 expected_groups: Iterable[str] = (), judge_rate: float | None = None, coverage: Any = None,
+                 vocabulary: Iterable[str] | None = None):
         self.groups = {g: b for g, b in groups.items() if isinstance(b, dict)}
+        # every metric name a missing expected group could have held (``metric_vocabulary``): a
+        # bare name outside it is a misspelling (exit 2), not a group that did not run (exit 1)
+        self.vocabulary = None if vocabulary is None else set(vocabulary)
         self.coverage = coverage  # a records.Coverage: thinner scores fail closed (None: not checked)
         self.label = label
         ms: list[str] = list(models)
@@ -121,11 +125,12 @@ class ScoreTable:
             absent = self.missing_group(group)
             if absent:
                 return absent
-        if self.expected:
+        if self.expected and (self.vocabulary is None or rest in self.vocabulary):
             return Absent(f"'{rest}' not found in {self.label}; configured but not run: "
                            f"{', '.join(self.expected)}")
         guess = did_you_mean(rest, [*self.metric_index, *(f"{g}.{m}" for g in self.groups
-                                                          for m in self.group_metrics(g))])
+                                                          for m in self.group_metrics(g))]) \
+            or did_you_mean(rest, sorted(self.vocabulary or ()))
         raise HarnessError(f"{where}: unknown metric '{rest}' in {self.label}{guess}; known: {self.known()}.",
                            fix="Write model.metric or model.group.metric with one of these.")
 
@@ -181,6 +186,23 @@ class ScoreTable:
             sig = pt.get("significant")
             return sign * float(pt["diff"]), ci_t, (bool(sig) if sig is not None else None)
         return None
+
+
+BENCHMARK_METRICS = ("acc", "acc_norm", "exact_match")  # what a benchmark group holds (benchmarks/results.py)
+PAIRWISE_METRICS = ("win", "tie", "loss", "consistency")
+
+
+def metric_vocabulary(judges: Iterable[str] = ()) -> set[str]:
+    """Every metric name a score group can hold: each registered metric's outputs and corpus
+    score, the benchmark metrics, the judge names (``judges``: the config's ``judge.judges``, a
+    name or a folder) and the pairwise judge's counts."""
+    from harness.metrics import METRICS
+
+    out = set(BENCHMARK_METRICS) | set(PAIRWISE_METRICS)
+    for spec in METRICS.values():
+        out.update(spec.outputs, spec.corpus)
+    out.update(Path(str(j)).name for j in judges)
+    return out
 
 
 def expected_groups(run_info: dict[str, Any], cfg: dict[str, Any]) -> list[str]:

@@ -23,17 +23,22 @@ def expected_scores(groups: dict[str, tuple[str, dict[str, Iterable[str]]]]) -> 
 
 
 def preflight(rules: Any, groups: dict[str, Any], models: list[str], *, where: str = "gates",
-              open_ended: Iterable[str] = (), switched_off: Iterable[str] = ()) -> list:
+              open_ended: Iterable[str] = (), switched_off: Iterable[str] = (),
+              judges: Iterable[str] = ()) -> list:
     """Parse ``rules`` and resolve every score a comparison rule names against the ``groups``
     skeleton, as the gate will against the run's scores; raise HarnessError for a grammar
     mistake, an unknown model or an unknown metric. ``models`` are all configured models (one
     left out by ``--models`` is missing at gate time, not unknown); ``switched_off`` groups (a
     benchmark or judge turned off on the command line) fail closed at gate time, as the gate
     treats them. Metric names with an ``open_ended`` prefix (per-field JSON accuracy) are only
-    known after the run. ``max_drop`` keys resolve against a baseline: see ``preflight_drop``."""
+    known after the run; ``judges`` (the config's judge names) are metric names too, so a rule on
+    a judge switched off is not mistaken for a misspelling. ``max_drop`` keys resolve against a
+    baseline: see ``preflight_drop``."""
+    from harness.gate.lookup import metric_vocabulary
+
     parsed = parse_rules(rules, where=where)
     table = ScoreTable(groups, label="the scores this run will produce", models=models,
-                       expected_groups=switched_off)
+                       expected_groups=switched_off, vocabulary=metric_vocabulary(judges))
     prefixes = tuple(open_ended)
     for i, rule in enumerate(parsed):
         if not isinstance(rule, CompareRule):

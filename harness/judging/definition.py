@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, did_you_mean
 
 BUILTIN_JUDGES = Path(__file__).resolve().parent.parent / "judges"  # shipped in the package
 
@@ -191,7 +191,8 @@ def load_judge(name_or_path: str | os.PathLike) -> JudgeDefinition:
         if yaml_path is None:
             have = ", ".join(available_judges()) or "none found"
             raise HarnessError(
-                f"judge '{name_or_path}' not found (available: {have})",
+                f"judge '{name_or_path}' not found{did_you_mean(str(name_or_path), available_judges())} "
+                f"(available: {have})",
                 fix="Name one of those or pass a directory containing judge.yaml.",
             )
     text = yaml_path.read_text(encoding="utf-8")

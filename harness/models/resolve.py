@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, did_you_mean
 from harness.models.compat import check_adapter_fits
 from harness.models.prompts import default_format
 
@@ -278,7 +278,15 @@ class _Resolver:
                 r = _Ref(parent.root, parent.gguf_file, list(parent.adapters), list(parent.chain),
                          Path(parent.adapters[-1]) if parent.adapters else _maybe_path(parent.root))
             else:
-                r = self.ref(base, f"{owner}.base", (self.base_dir,), depth)
+                try:
+                    r = self.ref(base, f"{owner}.base", (self.base_dir,), depth)
+                except HarnessError as err:
+                    hint = did_you_mean(base, [n for n in self.specs if n != owner.rpartition(".")[2]])
+                    if not hint:
+                        raise
+                    raise HarnessError(f"{owner}.base: {base!r} is no model of this config{hint}, no local "
+                                       "folder and no cached hub id", fix="Name a configured model, a path, a hub "
+                                                                          "id or zoo:NAME.") from err
         else:
             recorded = acfg.get("base_model_name_or_path")
             usable = None

@@ -91,6 +91,10 @@ def make_plan(cfg: HarnessConfig, models: list[str] | None = None, *, trust_remo
         raise HarnessError(f"--models: unknown model '{unknown[0]}'{did_you_mean(unknown[0], cfg.models)}",
                            fix=f"Configured models: {', '.join(cfg.models)}.")
     _check_remote_code(cfg, trust_remote_code)
+    if cfg.benchmarks:  # names first: a typo fails before models resolve (the zoo may build a folder)
+        from harness.benchmarks import check_benchmark_names
+
+        check_benchmark_names([b.name for b in cfg.benchmarks])
     # an adapter's base model must be loadable even when not evaluated itself
     loaded = load_tasks(cfg.tasks, extra=[Path(cfg.base_dir) / "tasks", Path(cfg.base_dir)])
     tasks = [t for t in loaded if not t.is_preference]
@@ -102,10 +106,6 @@ def make_plan(cfg: HarnessConfig, models: list[str] | None = None, *, trust_remo
         if spec.responses and not cfg.resolve_path(spec.responses).is_file():
             raise HarnessError(f"models.{name}.responses: file not found: {spec.responses}",
                                fix="Relative paths are relative to the config file.")
-    if cfg.benchmarks:
-        from harness.benchmarks import check_benchmark_names
-
-        check_benchmark_names([b.name for b in cfg.benchmarks])
     # read every data file now: a bad line fails before a run directory exists or a model loads
     items = {t.name: load_samples(t, cfg.limit) for t in loaded}
     _check_preference_models(cfg, names, preference_tasks)
@@ -249,12 +249,15 @@ def check_gates(plan: Plan, *, with_baselines: bool = False, output_root: Path |
     ``check_judge`` (the judges decide the judge groups)."""
     cfg = plan.config
     if not cfg.gates:
+        if with_baselines:  # `run --gate` with nothing to gate: say so now, not after the whole run
+            raise HarnessError("--gate: the config has no 'gates:' to check",
+                               fix="Add gate rules to harness.yaml (docs/gates.md), or run without --gate.")
         return
     from harness.gate import DropRule, preflight
     from harness.gate.preflight import expected_scores, preflight_drop
 
     parsed = preflight(cfg.gates, expected_scores(_expected_groups(plan)), list(cfg.models), where="gates",
-                       open_ended=("json_field:",), switched_off=plan.switched_off)
+                       open_ended=("json_field:",), switched_off=plan.switched_off, judges=cfg.judge.judges)
     if not with_baselines:
         return
     from harness.baseline import load_baseline
