@@ -233,6 +233,9 @@ def execute(rundir, seed: int = 0, n_resamples: int = 1000, coverage: Coverage |
     if card is not None:
         scores["judge_reliability"] = card
     rundir.write_json("scores.json", scores)
+    from harness.tracking.lm_eval_results import write_lm_eval_results
+
+    write_lm_eval_results(rundir, scores)  # results_<model>.json: the same numbers in lm-eval's shape
     return scores
 
 
