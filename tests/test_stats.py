@@ -244,3 +244,14 @@ def test_aggregate_uses_wilson_for_binary_metrics_and_says_so():
     assert cont.ci_method == "bootstrap" and cont.ci == tuple(stats.bootstrap_ci([0.2, 0.4, 0.9], seed=3))
     assert MetricValue.from_dict(perfect.to_dict()) == perfect
     assert MetricValue.from_dict({"value": 0.5}).ci_method is None  # runs scored before it was recorded
+
+
+def test_report_rows_show_the_wilson_interval():
+    from harness.records import Coverage
+    from harness.report.rows import metric_rows
+
+    group = {"models": {m: {"exact_match": stats.aggregate([1.0] * 15, binary=True).to_dict()} for m in ("a", "b")},
+             "paired": []}
+    (row,) = metric_rows("t", group, ["a", "b"], coverage=Coverage())
+    assert row.value_text(row.cells[0]) == "1.000 [0.796, 1.000]"
+    assert row.ci_text(row.cells[1]) == "[0.796, 1.000]"
