@@ -34,9 +34,13 @@ def store(target: Target) -> tuple[str, str | None]:
 
 def log_mlflow(target: Target, run_id: str, project: str, params: dict[str, str],
                metrics: dict[str, float], files: list[Path]) -> str:
+    import logging
+
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
 
+    for name in ("mlflow", "alembic"):  # "Creating initial MLflow database tables..." is not news
+        logging.getLogger(name).setLevel(logging.WARNING)
     uri, artifacts = store(target)
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(project)
