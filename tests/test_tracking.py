@@ -216,8 +216,19 @@ def test_wandb_offline_run_has_the_metrics(run_copy, tmp_path, monkeypatch):
     lines = log_run(run_copy, [Target("wandb")])
     assert lines[0].startswith("wandb (offline)")
     (run_dir,) = (tmp_path / "wb" / "wandb").glob("offline-run-*")
+    import time
+
+    records, deadline = [], time.monotonic() + 60
+    while time.monotonic() < deadline:  # wandb's service process may still be writing its log on a busy machine
+        try:
+            records = list(_wandb_records(run_dir))
+        except Exception:  # a record half written: read again
+            records = []
+        if any(r.WhichOneof("record_type") == "exit" for r in records):
+            break
+        time.sleep(0.5)
     summary, history, config, files = {}, {}, {}, set()
-    for r in _wandb_records(run_dir):
+    for r in records:
         kind = r.WhichOneof("record_type")
         if kind == "summary":
             summary.update({u.key or ".".join(u.nested_key): json.loads(u.value_json) for u in r.summary.update})
