@@ -69,7 +69,7 @@ def run(config: str | Path | HarnessConfig | None = None, *, models: list[str] |
         limit: int | None = None, output_dir: str | Path | None = None, resume: str | Path | None = None,
         quiet: bool = True, write_report: bool = True, trust_remote_code: bool | None = None,
         gate: bool = False, workers: int | None = None, cluster: str | None = None,
-        model_flags: list[str] | None = None):
+        model_flags: list[str] | None = None, log: list[str] | str | None = None):
     """Evaluate models on tasks/benchmarks/judge; returns the ``RunDir``.
 
     ``model_flags`` are ``NAME=SPEC`` strings (``harness run --model``, harness/quick.py): these
@@ -81,7 +81,8 @@ def run(config: str | Path | HarnessConfig | None = None, *, models: list[str] |
     is the consent a model with ``trust_remote_code: true`` needs. ``gate=True`` (``run --gate``)
     also checks, before anything runs, that every baseline a max_drop gate needs exists.
     ``workers`` / ``cluster`` (an address: local, auto, ray://host:port) run it data-parallel on
-    Ray (the config's ``cluster:`` with these changed; docs/cluster.md)."""
+    Ray (the config's ``cluster:`` with these changed; docs/cluster.md). ``log``: trackers to log
+    the finished run to (mlflow, mlflow:URI, wandb; default: the config's ``tracking.log``)."""
     from harness import runner as runmod
     from harness.progress import Progress
     from harness.records import Coverage
@@ -98,6 +99,7 @@ def run(config: str | Path | HarnessConfig | None = None, *, models: list[str] |
         models = models or list(quick)
     else:
         configured = cfg = load_config(config)
+    trackers = _trackers(cfg, log)  # a missing mlflow/wandb fails here, before any model loads
     bench = None if benchmarks is None else benchmark_entries(cfg, benchmarks)
     judge_cfg = None
     if judge is not None:
@@ -132,7 +134,20 @@ def run(config: str | Path | HarnessConfig | None = None, *, models: list[str] |
                   coverage=Coverage(**cfg.coverage.model_dump()))
     if write_report:
         report(rundir.path)
+    if trackers:
+        from harness.tracking import log_run
+
+        rundir.tracked = log_run(rundir.path, trackers, project=cfg.tracking.project if cfg.tracking else None)
     return rundir
+
+
+def _trackers(cfg: HarnessConfig, log: list[str] | str | None):
+    from harness.tracking.targets import check_targets, parse_targets
+
+    targets = parse_targets(log) if log is not None else parse_targets(
+        cfg.tracking.log if cfg.tracking else None, where="tracking.log")
+    check_targets(targets)
+    return targets
 
 
 def report(run_dir: str | Path) -> tuple[Path, Path]:

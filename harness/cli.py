@@ -88,6 +88,8 @@ def run(
                                                                 "and logs."),
     workers: int | None = typer.Option(None, "--workers", help="Data-parallel on N Ray workers (docs/cluster.md)."),
     cluster: str | None = typer.Option(None, "--cluster", help="Ray address: local, auto or ray://host:port."),
+    log: list[str] | None = typer.Option(None, "--log", help="Log the finished run to mlflow, mlflow:URI or wandb "
+                                                             "(repeat or comma list; README 'Tracking')."),
 ) -> None:
     """Evaluate the configured models on tasks, benchmarks and the judge; write a run directory and reports."""
     from harness import api
@@ -95,8 +97,10 @@ def run(
     rundir = api.run(config=config, models=_split(models), tasks=_split(tasks), benchmarks=_split(benchmarks),
                      judge=judge, limit=limit, output_dir=output, resume=resume, quiet=quiet,
                      trust_remote_code=trust_remote_code or None, gate=gate,
-                     workers=workers, cluster=cluster, model_flags=model)
+                     workers=workers, cluster=cluster, model_flags=model, log=log)
     _announce_run(rundir.path)
+    for line in getattr(rundir, "tracked", []):
+        typer.echo(line)
     if gate:
         from harness.gate import gate_main
 
@@ -112,6 +116,20 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory (reports/<r
 
     md, html = api.report(run_dir)
     typer.echo(f"wrote {md}\nwrote {html}")
+
+
+@app.command("log")
+@user_errors
+def log_cmd(run_dir: Path = typer.Argument(..., help="A run directory (reports/<run-id>)."),
+            to: list[str] = typer.Option(..., "--to", help="mlflow, mlflow:URI or wandb (repeat or comma list)."),
+            project: str | None = typer.Option(None, "--project", help="MLflow experiment / W&B project "
+                                                                       "(default: the run's tracking.project, "
+                                                                       "else harness).")) -> None:
+    """Log a stored run (config, metrics with intervals, reports) to MLflow or W&B; no model is loaded."""
+    from harness.tracking import log_run, parse_targets
+
+    for line in log_run(run_dir, parse_targets(to, where="--to"), project=project):
+        typer.echo(line)
 
 
 @app.command()

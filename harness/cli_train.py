@@ -37,6 +37,8 @@ _H_LORA_R = "LoRA rank."
 _H_LORA_ALPHA = "LoRA alpha (scale = alpha / r)."
 _H_LORA_DROPOUT = "LoRA dropout."
 _H_LORA_TARGETS = "Modules that get LoRA: all-linear, or a comma list such as q_proj,v_proj."
+_H_REPORT_TO = ("Where the trainer logs loss curves: none, wandb (offline unless WANDB_MODE / WANDB_API_KEY), "
+                "mlflow (MLFLOW_TRACKING_URI, default ./mlruns), tensorboard, or a comma list.")
 
 
 @train_app.command("sft")
@@ -91,6 +93,7 @@ def train_sft_cmd(
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code",
                                            help="Allow model code from the hub (only for models you trust).",
                                            show_default="off"),
+    report_to: str = typer.Option("none", "--report-to", help=_H_REPORT_TO, show_default=True),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar.", show_default="off"),
 ) -> None:
     """Supervised fine-tuning (LoRA, QLoRA or full) with loss on the response tokens only."""
@@ -105,7 +108,7 @@ def train_sft_cmd(
                       split=None if split.lower() in ("none", "no", "") else split, seed=seed,
                       train_on_prompt=train_on_prompt, eval_steps=eval_steps, logging_steps=logging_steps,
                       early_stopping_patience=early_stopping_patience, warmup_ratio=warmup_ratio, cpu=cpu,
-                      trust_remote_code=trust_remote_code)
+                      trust_remote_code=trust_remote_code, report_to=report_to)
     with progress_bar("SFT", quiet) as cb:
         out = train_sft(opts, progress=cb)
     _print_trained(Path(out), "SFT")
@@ -159,6 +162,7 @@ def train_dpo_cmd(
         None, "--early-stopping-patience",
         help="Stop after N evaluations without a lower eval loss.", show_default="off"),
     cpu: bool = typer.Option(False, "--cpu", help="Train on the CPU even when a GPU is visible.", show_default="off"),
+    report_to: str = typer.Option("none", "--report-to", help=_H_REPORT_TO, show_default=True),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar.", show_default="off"),
 ) -> None:
     """Preference tuning (DPO) of a new LoRA adapter, usually on top of an SFT adapter."""
@@ -172,7 +176,7 @@ def train_dpo_cmd(
                       loss_type=loss_type, epochs=epochs, max_steps=max_steps, learning_rate=learning_rate,
                       batch_size=batch_size, grad_accum=grad_accum, max_length=max_length, seed=seed,
                       eval_steps=eval_steps, logging_steps=logging_steps, warmup_ratio=warmup_ratio,
-                      early_stopping_patience=early_stopping_patience, cpu=cpu)
+                      early_stopping_patience=early_stopping_patience, cpu=cpu, report_to=report_to)
     with progress_bar("DPO", quiet) as cb:
         out = train_dpo(opts, progress=cb)
     _print_trained(Path(out), "DPO")

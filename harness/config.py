@@ -203,6 +203,13 @@ class CoverageConfig(_Strict):
     max_missing_share: float = Field(default=0.5, ge=0, le=1, description="largest share of missing items")
 
 
+class TrackingConfig(_Strict):
+    """``tracking:``: experiment trackers every ``harness run`` logs to (``--log`` replaces ``log``)."""
+
+    log: list[str] = Field(default_factory=list, description="mlflow, mlflow:URI, wandb")
+    project: str = Field(default="harness", description="MLflow experiment / W&B project")
+
+
 DEFAULT_SHARD_SIZE = 64
 CLUSTER_ENGINES = ("ray", "local")  # local: the same shards in this process, no Ray
 
@@ -252,6 +259,7 @@ class HarnessConfig(_Strict):
     limit: int | None = Field(default=None, ge=1, description="evaluate only the first N samples of each task")
     bootstrap_resamples: int = Field(default=1000, ge=100)
     cluster: ClusterConfig | None = None  # None: one process, no Ray (harness/cluster)
+    tracking: TrackingConfig | None = None  # None: no tracker (harness/tracking)
     base_dir: str = Field(default=".", exclude=True)
 
     @field_validator("models", mode="before")
@@ -329,16 +337,18 @@ class HarnessConfig(_Strict):
         """The config as written to a run directory: API keys are replaced by "***" (a run
         directory is shared; use the OPENAI_API_KEY environment variable instead)."""
         data = self.model_dump(mode="json", exclude={"base_dir"})
-        if data.get("cluster") is None:  # (a config without one snapshots as before it existed)
-            data.pop("cluster", None)
+        for optional in ("cluster", "tracking"):  # (a config without one snapshots as before it existed)
+            if data.get(optional) is None:
+                data.pop(optional, None)
         for part in [*(data.get("models") or {}).values(), data.get("judge") or {}]:
             if isinstance(part, dict) and part.get("api_key"):
                 part["api_key"] = "***"
         return data
 
     def hash(self) -> str:
-        """Where and on how many workers a run computes does not change what it computes."""
-        data = {k: v for k, v in self.snapshot().items() if k != "cluster"}
+        """Where and on how many workers a run computes, and where it is logged, do not change what
+        it computes."""
+        data = {k: v for k, v in self.snapshot().items() if k not in ("cluster", "tracking")}
         blob = json.dumps(data, sort_keys=True, ensure_ascii=False).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
@@ -349,7 +359,7 @@ def _schema_at(loc: tuple) -> type[BaseModel] | None:
     for part in loc:
         if schema is HarnessConfig:
             schema = {"models": dict, "generation": GenerationConfig, "judge": JudgeConfig,
-                      "cluster": ClusterConfig, "benchmarks": list}.get(part)
+                      "cluster": ClusterConfig, "tracking": TrackingConfig, "benchmarks": list}.get(part)
             schema = {dict: "models", list: "benchmarks"}.get(schema, schema)
         elif schema == "models":
             schema = ModelSpec

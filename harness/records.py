@@ -43,7 +43,9 @@ class Sample:
 
 @dataclass
 class MetricValue:
-    """An aggregate with its 95% interval. ``value`` is None when nothing could be scored."""
+    """An aggregate with its 95% interval. ``value`` is None when nothing could be scored.
+    ``ci_method``: how ``ci`` was made, "wilson" (0/1 metrics) or "bootstrap"; None in runs
+    scored before it was recorded (those used the bootstrap)."""
 
     value: float | None
     ci: tuple[float, float] | None = None
@@ -51,6 +53,7 @@ class MetricValue:
     missing: int = 0
     higher_is_better: bool = True
     stderr: float | None = None
+    ci_method: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

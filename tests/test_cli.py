@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from harness.cli import app
 
 VENV_BIN = Path(sys.executable).parent
-HEAVY = ("torch", "transformers", "peft", "trl", "lm_eval")
+HEAVY = ("torch", "transformers", "peft", "trl", "lm_eval", "mlflow", "wandb")
 
 
 def _invoke(*args: str):

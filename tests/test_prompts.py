@@ -143,3 +143,75 @@ def test_render_messages_keeps_earlier_turns_in_named_formats():
     out = fmt.render_messages(msgs, system="ignored")
     assert out == fmt.render("둘째 질문", "user: 첫 질문\nassistant: 첫 답", "S")
     assert fmt.render_messages([{"role": "user", "content": "q"}]) == fmt.render("q")
+
+
+# ---------------------------------------------------------------- a character cut by the token limit
+KOREAN = "자동차가 번개처럼 빠릅니다. 한국어 문장을 끝까지 읽어 주세요! 감사합니다 😀"
+
+
+@pytest.fixture(scope="module")
+def smollm_tok():
+    """The real SmolLM2 tokenizer (byte-level BPE) that ships with the demo adapter."""
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    from harness.backends.tokens import prepare_tokenizer
+
+    path = Path(__file__).resolve().parent.parent / "harness" / "demo" / "sft"
+    return prepare_tokenizer(AutoTokenizer.from_pretrained(path))
+
+
+def _engine(tok):
+    from harness.backends.tokens import TokenEngine
+
+    eng = TokenEngine()
+    eng.tokenizer = tok
+    return eng
+
+
+def test_length_cut_generation_never_ends_in_a_replacement_char(smollm_tok):
+    tok = smollm_tok
+    eng = _engine(tok)
+    ids = tok(KOREAN, add_special_tokens=False).input_ids
+    full = tok.decode(ids)
+    assert full == KOREAN
+    cut_inside = 0
+    for k in range(1, len(ids) + 1):
+        cut_inside += tok.decode(ids[:k]).endswith("\ufffd")  # what the plain decode gives
+        g = eng._to_generation(ids[:k], fmt=None, stops=[], eos_ids=[tok.eos_token_id], max_new_tokens=k)
+        assert g.finish == "length" and g.truncated
+        assert not g.raw.endswith("\ufffd") and not g.text.endswith("\ufffd"), (k, g.raw)
+        assert "\ufffd" not in g.raw
+        assert full.startswith(g.raw) and full.startswith(g.text), (k, g.raw)
+    assert cut_inside >= 10  # the cuts really fall inside characters (3-byte Hangul, 4-byte emoji)
+
+
+def test_genuine_replacement_chars_are_kept(smollm_tok):
+    tok = smollm_tok
+    eng = _engine(tok)
+    text = "값은 \ufffd 입니다 \ufffd"
+    ids = tok(text, add_special_tokens=False).input_ids
+    assert tok.decode(ids) == text
+    # the answer ended by itself (EOS): its last U+FFFD is the model's
+    ended = eng._to_generation(ids + [tok.eos_token_id], fmt=None, stops=[], eos_ids=[tok.eos_token_id],
+                               max_new_tokens=len(ids) + 5)
+    assert ended.finish == "eos" and ended.raw == text
+    # cut by the limit: a U+FFFD inside the text stays
+    inner = tok("값은 \ufffd 입니다", add_special_tokens=False).input_ids
+    cut = eng._to_generation(inner, fmt=None, stops=[], eos_ids=[tok.eos_token_id], max_new_tokens=len(inner))
+    assert cut.finish == "length" and cut.raw == "값은 \ufffd 입니다"
+
+
+def test_drop_partial_char_and_served_replies():
+    from harness.backends.served import make_generation
+    from harness.models.prompts import drop_partial_char
+
+    assert drop_partial_char("가나\ufffd") == "가나"
+    assert drop_partial_char("가나\ufffd\ufffd\ufffd\ufffd") == "가나\ufffd"  # at most 3 missing bytes
+    assert drop_partial_char("가\ufffd나") == "가\ufffd나"
+    assert drop_partial_char("") == ""
+    cut = make_generation({"text": "빠릅니\ufffd", "finish_reason": "length", "n_tokens": 8}, None, [])
+    assert cut.text == "빠릅니" and cut.truncated
+    ended = make_generation({"text": "빠릅니\ufffd", "finish_reason": "stop", "n_tokens": 8}, None, [])
+    assert ended.text == "빠릅니\ufffd"

@@ -195,3 +195,63 @@ def test_too_few_shared_samples_are_never_significant():
     assert tiny[0].diff == 100.0 and not tiny[0].significant
     enough = compare_models({"base": [0.0] * MIN_PAIRED_N, "sft": [100.0] * MIN_PAIRED_N}, "judge")
     assert enough[0].significant
+
+
+# Published Wilson score intervals (95%): Newcombe (1998), Stat. Med. 17:857, Table I, method 3
+# (81/263, 15/148, 0/20, 1/29), and the values statsmodels' proportion_confint(method="wilson") gives.
+WILSON_REFERENCE = [
+    (81, 263, 0.2553, 0.3662),
+    (15, 148, 0.0624, 0.1605),
+    (0, 20, 0.0, 0.1611),
+    (1, 29, 0.0061, 0.1718),
+    (15, 15, 0.7961, 1.0),
+    (0, 10, 0.0, 0.2775),
+    (8, 10, 0.4902, 0.9433),
+]
+
+
+@pytest.mark.parametrize("k,n,lo,hi", WILSON_REFERENCE)
+def test_wilson_ci_matches_published_values(k, n, lo, hi):
+    ci = stats.wilson_ci(k, n)
+    assert ci.lo == pytest.approx(lo, abs=6e-5) and ci.hi == pytest.approx(hi, abs=6e-5)
+    assert ci.n == n
+    assert 0.0 <= ci.lo <= k / n <= ci.hi <= 1.0
+
+
+def test_wilson_ci_edges_and_errors():
+    assert stats.wilson_ci(0, 0).as_ci() is None
+    assert stats.wilson_ci(15, 15, alpha=0.1).lo > stats.wilson_ci(15, 15).lo  # 90% is narrower
+    with pytest.raises(HarnessError):
+        stats.wilson_ci(3, 2)
+    with pytest.raises(HarnessError):
+        stats.wilson_ci(1, 2, alpha=1.5)
+
+
+def test_aggregate_uses_wilson_for_binary_metrics_and_says_so():
+    perfect = stats.aggregate([1.0] * 15, binary=True)
+    assert perfect.value == 1.0 and perfect.ci == pytest.approx((0.7961, 1.0), abs=1e-4)
+    assert perfect.ci_method == "wilson"
+    # the bootstrap would have said [1, 1]: certainty from 15 items
+    assert stats.aggregate([1.0] * 15).ci == (1.0, 1.0) and stats.aggregate([1.0] * 15).ci_method == "bootstrap"
+    with_missing = stats.aggregate([1, 0, None, 1, float("nan")], binary=True)
+    assert with_missing.n == 3 and with_missing.missing == 2
+    assert with_missing.ci == tuple(stats.wilson_ci(2, 3))
+    # a "binary" metric whose values are not all 0/1 keeps the bootstrap (never a wrong Wilson)
+    odd = stats.aggregate([1.0, 0.5, 0.0], binary=True)
+    assert odd.ci_method == "bootstrap"
+    # continuous metrics are unchanged
+    cont = stats.aggregate([0.2, 0.4, 0.9], seed=3)
+    assert cont.ci_method == "bootstrap" and cont.ci == tuple(stats.bootstrap_ci([0.2, 0.4, 0.9], seed=3))
+    assert MetricValue.from_dict(perfect.to_dict()) == perfect
+    assert MetricValue.from_dict({"value": 0.5}).ci_method is None  # runs scored before it was recorded
+
+
+def test_report_rows_show_the_wilson_interval():
+    from harness.records import Coverage
+    from harness.report.rows import metric_rows
+
+    group = {"models": {m: {"exact_match": stats.aggregate([1.0] * 15, binary=True).to_dict()} for m in ("a", "b")},
+             "paired": []}
+    (row,) = metric_rows("t", group, ["a", "b"], coverage=Coverage())
+    assert row.value_text(row.cells[0]) == "1.000 [0.796, 1.000]"
+    assert row.ci_text(row.cells[1]) == "[0.796, 1.000]"

@@ -424,3 +424,60 @@ def test_demo_options_read_the_one_constant(tmp_path):
     assert dpo.sft_adapter == str(tmp_path / "sft") and dpo.output == str(tmp_path / "dpo")
     assert dpo.beta == DEMO["dpo"]["beta"] and dpo.val_data.endswith("dpo_val.jsonl")
     assert DEMO["sft"]["lora"] == {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"}
+
+
+# ----------------------------------------------------------------------------- report_to
+
+
+@pytest.fixture(scope="module")
+def tiny_setup(tmp_path_factory):
+    from tinymodels import tiny_base
+
+    root = tmp_path_factory.mktemp("report_to")
+    return {"base": str(tiny_base(root / "base")), "alpaca": _jsonl(root / "a.jsonl", ALPACA * 2),
+            "prefs": _jsonl(root / "p.jsonl", PREFS * 2), "root": root}
+
+
+def test_report_to_reaches_the_trl_config(tiny_setup, tmp_path, monkeypatch):
+    pytest.importorskip("mlflow")
+    pytest.importorskip("wandb")
+    from transformers.integrations import MLflowCallback, WandbCallback
+
+    from harness.train.dpo import DPOOptions, build_dpo_trainer
+    from harness.train.sft import SFTOptions, build_sft_trainer
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.setenv("WANDB_MODE", "")  # (recorded, so the value report_to sets is undone after the test)
+    monkeypatch.delenv("WANDB_MODE")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    sft = SFTOptions(model=tiny_setup["base"], data=tiny_setup["alpaca"], output=str(tmp_path / "sft"), split=None,
+                     lora=_lora(), report_to="mlflow", **FAST)
+    trainer, _ = build_sft_trainer(sft)
+    assert trainer.args.report_to == ["mlflow"]
+    assert any(isinstance(c, MLflowCallback) for c in trainer.callback_handler.callbacks)
+    dpo = DPOOptions(data=tiny_setup["prefs"], output=str(tmp_path / "dpo"), model=tiny_setup["base"], lora=_lora(),
+                     report_to="wandb,mlflow", **FAST)
+    trainer, _ = build_dpo_trainer(dpo)
+    assert trainer.args.report_to == ["wandb", "mlflow"]
+    assert any(isinstance(c, WandbCallback) for c in trainer.callback_handler.callbacks)
+    import os
+
+    assert os.environ["WANDB_MODE"] == "offline"  # no API key: nothing leaves the machine
+    plain, _ = build_sft_trainer(dataclasses.replace(sft, report_to="none", output=str(tmp_path / "plain")))
+    assert not any(isinstance(c, (MLflowCallback, WandbCallback)) for c in plain.callback_handler.callbacks)
+
+
+def test_bad_report_to_fails_before_the_model_loads(tmp_path, monkeypatch):
+    import importlib.util
+
+    from harness.train.sft import SFTOptions, build_sft_trainer
+
+    opts = SFTOptions(model=str(tmp_path / "no-such-model"), data=str(tmp_path / "no.jsonl"), output=str(tmp_path / "o"),
+                      report_to="comet")
+    with pytest.raises(HarnessError, match="--report-to 'comet'"):
+        build_sft_trainer(opts)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "wandb" else real(n, *a))
+    with pytest.raises(HarnessError, match="wandb package is not installed") as err:
+        build_sft_trainer(dataclasses.replace(opts, report_to="wandb"))
+    assert "pip install" in err.value.fix

@@ -27,7 +27,7 @@ from typing import Any
 
 from harness.engine import Generation
 from harness.errors import HarnessError
-from harness.models.prompts import cut_at_stops
+from harness.models.prompts import cut_at_stops, drop_partial_char
 
 log = logging.getLogger("harness.engine")
 
@@ -135,6 +135,7 @@ def make_generation(reply: dict[str, Any], fmt: Any, stops: list[str]) -> Genera
     raw = str(reply.get("text") or "")
     if reply.get("finish_reason") == "length":
         finish = "length"
+        raw = drop_partial_char(raw)  # a server that decoded a character cut by the limit
     elif isinstance(reply.get("stop_reason"), str) or any(s in raw for s in stops):
         finish = "stop"
     else:

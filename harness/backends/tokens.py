@@ -11,7 +11,7 @@ generated lives here, once:
 - the rolling windows of ``rolling_nll`` (every token scored once, the first given a BOS/EOS
   prefix) and ``token_nll`` / ``loglikelihood`` on top of ``_score``;
 - generation post-processing (``_to_generation``: new token ids -> ``Generation``: cut at EOS or
-  padding, the finish reason, stop strings, ``extract_response`` with the prompt format, special
+  padding, the finish reason, a character cut in half by the token limit dropped, stop strings, ``extract_response`` with the prompt format, special
   tokens removed).
 """
 
@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from harness.engine import NLL, Generation
-from harness.models.prompts import cut_at_stops
+from harness.models.prompts import cut_at_stops, drop_partial_char
 
 log = logging.getLogger("harness.engine")
 
@@ -132,6 +132,8 @@ class TokenEngine:
         cut = next((j for j, t in enumerate(row) if t in ends), None)
         content = row if cut is None else row[:cut]
         raw = tok.decode(content, skip_special_tokens=False)
+        if cut is None and len(row) >= max_new_tokens:  # cut by the limit: maybe inside a character
+            raw = drop_partial_char(raw)
         hit = next((s for s in stops if s in raw), None)
         if hit is not None:
             finish, n = "stop", len(content)

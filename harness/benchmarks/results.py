@@ -155,7 +155,7 @@ def to_result(res: dict, spec, model_name: str, mini_hash: str | None, version: 
         per = [s.get(m) for s in samples]
         if not samples or all(v is None for v in per):
             continue
-        mv = aggregate(per, higher_is_better=True, seed=seed, n_resamples=n_resamples)
+        mv = aggregate(per, higher_is_better=True, seed=seed, n_resamples=n_resamples, binary=True)
         key = next((k for k in entry if k.split(",")[0] == m), None)
         if key is not None and isinstance(entry[key], (int, float)):
             mv.value = float(entry[key])

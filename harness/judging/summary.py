@@ -79,7 +79,7 @@ def summarize_pairwise(
     verdicts: Sequence[Verdict], pairs: Sequence[tuple[str, str]] | None = None, seed: int = 0
 ) -> dict[str, Any]:
     """The scores.json group "judge-pairwise": for each pair "<a>_vs_<b>" the win / tie /
-    loss rates of ``a`` (MetricValues over the non-missing verdicts, bootstrap CIs) and the
+    loss rates of ``a`` (MetricValues over the non-missing verdicts, Wilson intervals) and the
     position-swap consistency rate; info holds counts, inconsistent pairs, missing, and the
     mean length (chars) of winning vs losing answers."""
     from harness.metrics.stats import aggregate
@@ -103,7 +103,7 @@ def summarize_pairwise(
         n_missing = len(vs) - len(present)
 
         def mv(values, hib=True, n_missing=n_missing):
-            m = aggregate(values, higher_is_better=hib, seed=seed)
+            m = aggregate(values, higher_is_better=hib, seed=seed, binary=True)  # 0/1 per verdict: Wilson
             m.missing = n_missing
             return m.to_dict()
 

@@ -86,7 +86,8 @@ def _aggregate_corpus(nums, dens, score_fn, n_resamples: int, alpha: float, seed
     ci = bootstrap_sufficient([[s, c] for s, c in pairs], lambda row: score_fn(row[0], row[1]),
                               n_resamples=n_resamples, alpha=alpha, seed=seed)
     value = score_fn(sum(s for s, _ in pairs), sum(c for _, c in pairs))
-    return MetricValue(value=value, ci=ci.as_ci(), n=len(pairs), missing=missing, higher_is_better=False)
+    return MetricValue(value=value, ci=ci.as_ci(), n=len(pairs), missing=missing, higher_is_better=False,
+                       ci_method="bootstrap")
 
 
 def aggregate_perplexity(

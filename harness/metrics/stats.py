@@ -1,4 +1,4 @@
-"""Statistics over per-sample scores: bootstrap intervals, aggregates and paired model tests.
+"""Statistics over per-sample scores: Wilson and bootstrap intervals, aggregates and paired model tests.
 
 Everything here is pure and seeded: the same inputs and ``seed`` give the same numbers.
 Missing values (``None`` or NaN) are never treated as zero; they are dropped and counted.
@@ -207,20 +207,61 @@ def paired_bootstrap_sufficient(
             "p_value": float(min(1.0, p)), "test": "paired-bootstrap", "n": n}
 
 
+def wilson_ci(successes: int, n: int, alpha: float = 0.05) -> Interval:
+    """Wilson score interval of a proportion ``successes / n`` (two-sided, level 1 - alpha).
+
+    Unlike the bootstrap percentile interval it does not collapse at 0/n or n/n: 15/15 gives
+    [0.796, 1.0], 0/10 gives [0.0, 0.278] (as statsmodels' ``proportion_confint(method="wilson")``).
+    """
+    if not 0 < alpha < 1:
+        raise HarnessError(f"alpha must be in (0, 1), got {alpha}", fix="Use e.g. alpha: 0.05.")
+    if n <= 0:
+        return Interval(math.nan, math.nan, 0, 0)
+    if not 0 <= successes <= n:
+        raise HarnessError(f"{successes} successes out of {n}", fix="Pass 0 <= successes <= n.")
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(1 - alpha / 2)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    lo, hi = max(0.0, centre - half), min(1.0, centre + half)
+    if successes == 0:
+        lo = 0.0
+    if successes == n:
+        hi = 1.0
+    return Interval(lo, hi, n, 0)
+
+
+def is_binary(data: np.ndarray) -> bool:
+    """Every value is 0 or 1 (and there is at least one)."""
+    return len(data) > 0 and bool(np.isin(data, (0.0, 1.0)).all())
+
+
 def aggregate(
     values: Sequence[float | None],
     higher_is_better: bool = True,
     seed: int = 0,
     n_resamples: int = 1000,
     alpha: float = 0.05,
+    binary: bool = False,
 ) -> MetricValue:
-    """Mean of the present values with its bootstrap interval, n, missing and standard error
-    (sample sd / sqrt(n); None below 2 values). ``value`` is None when nothing is present."""
+    """Mean of the present values with its interval, n, missing and standard error (sample sd /
+    sqrt(n); None below 2 values). ``value`` is None when nothing is present.
+
+    The interval is the Wilson score interval when ``binary`` (a 0/1 metric: exact match, pass/fail,
+    preference accuracy) and every present value is 0 or 1, else the percentile bootstrap of the
+    mean; ``ci_method`` says which ("wilson" | "bootstrap")."""
     data, missing = clean(values)
     n = len(data)
     if n == 0:
         return MetricValue(value=None, ci=None, n=0, missing=missing, higher_is_better=higher_is_better)
-    ci = bootstrap_ci(data, np.mean, n_resamples=n_resamples, alpha=alpha, seed=seed)
+    if binary and is_binary(data):
+        ci, method = wilson_ci(int(data.sum()), n, alpha=alpha), "wilson"
+    else:
+        ci = bootstrap_ci(data, np.mean, n_resamples=n_resamples, alpha=alpha, seed=seed)
+        method = "bootstrap"
     stderr = float(np.std(data, ddof=1) / math.sqrt(n)) if n >= 2 else None
     return MetricValue(
         value=float(np.mean(data)),
@@ -229,6 +270,7 @@ def aggregate(
         missing=missing,
         higher_is_better=higher_is_better,
         stderr=stderr,
+        ci_method=method,
     )
 
 

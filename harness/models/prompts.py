@@ -228,6 +228,22 @@ def get_format(spec: str | None, tokenizer: Any = None, *, base_dir: str | Path 
     return fmt
 
 
+# The most bytes a UTF-8 character can be missing at a cut (a 4-byte character cut after its first).
+_MAX_PARTIAL = 3
+
+
+def drop_partial_char(text: str) -> str:
+    """``text`` without the U+FFFD that a generation cut by the token limit ends in when its last
+    tokens hold only the first bytes of a character (byte-level BPE splits a Korean syllable's 3
+    bytes across tokens; decoding replaces the incomplete sequence). Only for length-cut text:
+    a U+FFFD anywhere else, or in an answer that ended by itself, is the model's and stays.
+    At most 3 are dropped (one per missing byte for byte-fallback decoders, one for byte-level)."""
+    n = 0
+    while n < _MAX_PARTIAL and len(text) > n and text[-1 - n] == "\ufffd":
+        n += 1
+    return text[: len(text) - n] if n else text
+
+
 def cut_at_stops(text: str, markers) -> str:
     """The text before the first of ``markers`` (empty ones ignored)."""
     idx = [text.find(m) for m in markers if m and m in text]

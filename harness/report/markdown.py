@@ -74,7 +74,7 @@ def _kv(d: dict[str, Any]) -> str:
 
 
 def _legend(view: ReportView) -> str:
-    return (f"Values: mean [95% bootstrap interval]; ↑/↓ after a metric: higher/lower is better (· no better direction, e.g. length); "
+    return (f"Values: mean [95% interval: Wilson score for 0/1 metrics, bootstrap otherwise]; ↑/↓ after a metric: higher/lower is better (· no better direction, e.g. length); "
             f"**bold**: best in the row. Deltas: {SIG_NOTE}.")
 
 

@@ -1,7 +1,7 @@
 """The score stage: stored samples, benchmark records and verdicts -> ``scores.json``.
 
 It reads only the run directory, so scores can be recomputed without loading a model. Every
-aggregate carries a 95% bootstrap interval; every pair of models on the same items gets a
+aggregate carries a 95% interval (Wilson for 0/1 metrics, else bootstrap); every pair of models on the same items gets a
 paired test (paired bootstrap; McNemar for 0/1 metrics).
 """
 
@@ -74,7 +74,7 @@ def task_group(per_model: dict[str, list[Sample]], seed: int = 0, n_resamples: i
             group["info"].setdefault("neutral", []).append(metric)
         for m in models:
             group["models"][m][metric] = aggregate(values[m], higher_is_better=hib is not False, seed=seed,
-                                                   n_resamples=n_resamples).to_dict()
+                                                   n_resamples=n_resamples, binary=binary).to_dict()
         group["paired"] += [t.to_dict() for t in compare_models(values, metric, binary=binary, seed=seed,
                                                                 n_resamples=n_resamples)]
     # perplexity of the reference answer: corpus-level exp(sum NLL / sum tokens), and bits per byte
@@ -144,7 +144,7 @@ def _corpus_metrics(group, per_model, by_id, ids, seed, n_resamples) -> None:
                 group["info"]["bleu_tokenize"] = res["tokenize"]
             group["info"][f"{metric}_signature"] = res["signature"]
             mv = MetricValue(value=res["score"], ci=tuple(res["ci"]) if res["ci"] else None, n=res["n"],
-                             higher_is_better=True)
+                             higher_is_better=True, ci_method="bootstrap")
             group["models"][m][metric] = mv.to_dict()
             rows[m], score_fn = res["stats"], res["score_fn"]
         group["paired"] += _paired_corpus(models, rows, score_fn, metric, seed, n_resamples)
@@ -233,6 +233,9 @@ def execute(rundir, seed: int = 0, n_resamples: int = 1000, coverage: Coverage |
     if card is not None:
         scores["judge_reliability"] = card
     rundir.write_json("scores.json", scores)
+    from harness.tracking.lm_eval_results import write_lm_eval_results
+
+    write_lm_eval_results(rundir, scores)  # results_<model>.json: the same numbers in lm-eval's shape
     return scores
 
 

@@ -67,6 +67,32 @@ def quiet_trainer(trainer) -> None:
     trainer.remove_callback(PrinterCallback)
 
 
+REPORT_TO = ("none", "wandb", "mlflow", "tensorboard")
+
+
+def report_to(value: str | None) -> list[str] | str:
+    """``--report-to`` -> what TrainingArguments takes: "none", or a list of integrations whose
+    package is installed. W&B runs offline unless WANDB_MODE says otherwise or WANDB_API_KEY is set
+    (as ``harness run --log wandb``)."""
+    import importlib.util
+    import os
+
+    names = [n.strip().lower() for n in (value or "none").split(",") if n.strip()]
+    names = [n for n in names if n != "none"]
+    for n in names:
+        if n not in REPORT_TO:
+            raise HarnessError(f"--report-to {n!r}: not a tracker the trainer logs to", where="--report-to",
+                               fix="Use none, wandb, mlflow or tensorboard (or a comma list).")
+        if importlib.util.find_spec(n) is None:
+            raise HarnessError(f"--report-to {n}: the {n} package is not installed",
+                               fix=f"pip install 'harness[tracking]' (or: pip install {n})")
+    if "wandb" in names:
+        from harness.tracking.to_wandb import wandb_mode
+
+        os.environ.setdefault("WANDB_MODE", wandb_mode())
+    return list(dict.fromkeys(names)) or "none"
+
+
 def trainer_args(opts: Any, out: Path, has_val: bool) -> dict[str, Any]:
     """The TrainingArguments SFT and DPO share (both option classes name these fields alike)."""
     return dict(
@@ -83,7 +109,7 @@ def trainer_args(opts: Any, out: Path, has_val: bool) -> dict[str, Any]:
         eval_strategy="steps" if has_val else "no",
         eval_steps=opts.eval_steps if has_val else None,
         save_strategy="no",
-        report_to="none",
+        report_to=report_to(getattr(opts, "report_to", "none")),
         seed=opts.seed,
         max_length=opts.max_length,
         dataloader_num_workers=0,

@@ -44,6 +44,7 @@ class DPOOptions:
     warmup_ratio: float = 0.05
     early_stopping_patience: int | None = None
     cpu: bool = False
+    report_to: str = "none"  # none | wandb | mlflow | tensorboard (comma list): the trainer's own logging
 
 
 def _sft_base_ref(sft_dir: Path) -> str:
@@ -86,6 +87,7 @@ def build_dpo_trainer(opts: DPOOptions, progress: Callable | None = None):
 
     from harness.models.prompts import get_format
 
+    common.report_to(opts.report_to)  # an unknown or missing tracker fails before the model loads
     out = Path(opts.output)
     out.mkdir(parents=True, exist_ok=True)
     rows, where = tdata.read_training_rows(opts.data)

@@ -43,6 +43,7 @@ class SFTOptions:
     warmup_ratio: float = 0.05
     cpu: bool = False
     trust_remote_code: bool = False
+    report_to: str = "none"  # none | wandb | mlflow | tensorboard (comma list): the trainer's own logging
 
 
 def _prepare_data(opts: SFTOptions, fmt_obj, out: Path) -> tuple[list, list, dict[str, Any]]:
@@ -82,6 +83,7 @@ def build_sft_trainer(opts: SFTOptions, progress: Callable | None = None):
 
     if opts.method not in ("lora", "qlora", "full"):
         raise HarnessError(f"--method {opts.method!r}: choose lora, qlora or full")
+    common.report_to(opts.report_to)  # an unknown or missing tracker fails before the model loads
     out = Path(opts.output)
     out.mkdir(parents=True, exist_ok=True)
     base_path = common.resolve_base(opts.model)
