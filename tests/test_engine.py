@@ -6,7 +6,7 @@ import math
 import pytest
 
 from harness.backends.hf import HFEngine
-from harness.models.prompts import get_format
+from harness.models.prompts import drop_partial_char, get_format
 
 PROMPTS = ["The quick brown fox", "대한민국의 수도는 서울입니다. 자동차가", "0 1 2",
            "What is the capital of France? The capital of France is", "Give", "다음 문장을 존댓말로 바꾸세요."]
@@ -221,4 +221,35 @@ def test_greedy_decoder_matches_transformers_generate(loaded):
         new = ref[0, ids.shape[1]:].tolist()
         if tok.eos_token_id in new:
             new = new[:new.index(tok.eos_token_id)]
-        assert g.raw == tok.decode(new, skip_special_tokens=False)
+        text = tok.decode(new, skip_special_tokens=False)
+        if len(new) == 12:  # cut by the limit: a trailing partial character is dropped (no U+FFFD)
+            text = drop_partial_char(text)
+        assert g.raw == text
+
+
+def test_scoring_splits_batches_whose_logits_exceed_the_budget(loaded, monkeypatch):
+    """Whole-reference scoring (perplexity) keeps every reference position's logits: a batch whose
+    kept logits pass LOGITS_BUDGET_BYTES is cut into several forward passes, with the same numbers."""
+    import harness.backends.hf as hf
+
+    model, _ = loaded
+    prompts = ["Q: " + p for p in PROMPTS]
+    targets = [" " + p + " and more words here." for p in PROMPTS]
+    eng = _engine(loaded, batch_size=6)
+    whole = eng.token_nll(prompts, targets)
+    calls = []
+    hook = model.register_forward_hook(lambda mod, args, kwargs, out: calls.append(1), with_kwargs=True)
+    try:
+        whole_calls = len(calls)
+        eng.token_nll(prompts, targets)
+        one_batch = len(calls) - whole_calls
+        per_position = 4 * eng._vocab_size()
+        monkeypatch.setattr(hf, "LOGITS_BUDGET_BYTES", 12 * per_position)  # ~12 scored positions a pass
+        start = len(calls)
+        cut = eng.token_nll(prompts, targets)
+        split = len(calls) - start
+    finally:
+        hook.remove()
+    assert one_batch == 1 and split > 2
+    for a, b in zip(whole, cut):
+        assert b.n_tokens == a.n_tokens and b.nll_sum == pytest.approx(a.nll_sum, rel=1e-5, abs=1e-5)

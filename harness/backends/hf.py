@@ -62,6 +62,11 @@ class HFEngine(TokenEngine):
             n = min(n, tml) if n else tml
         return int(n or 2048)
 
+    def _vocab_size(self) -> int:
+        out = self.model.get_output_embeddings() if hasattr(self.model, "get_output_embeddings") else None
+        n = getattr(out, "out_features", None) or getattr(self.model.config, "vocab_size", None)
+        return int(n or len(self.tokenizer))
+
     def _input_device(self):
         try:
             return self.model.device
@@ -227,7 +232,7 @@ class HFEngine(TokenEngine):
         dev = self._input_device()
         pad = 0 if like_hflm else self.tokenizer.pad_token_id or 0
 
-        def run(chunk: list[int]) -> None:
+        def forward(chunk: list[int]) -> None:
             inputs = [seqs[k][:-1] for k in chunk]
             width = max(len(x) for x in inputs)
             ids = torch.full((len(chunk), width), pad, dtype=torch.long)
@@ -240,8 +245,7 @@ class HFEngine(TokenEngine):
             # vocabulary were 2 GB of logits)
             keep = torch.zeros((len(chunk), width), dtype=torch.bool)
             for r, k in enumerate(chunk):
-                n = max(n_conts[m] for m in members[k])
-                keep[r, len(inputs[r]) - n:len(inputs[r])] = True
+                keep[r, len(inputs[r]) - kept[k]:len(inputs[r])] = True
             first = (torch.cumsum(keep.sum(1), 0) - keep.sum(1)).tolist()  # row r's first kept logit
             with torch.inference_mode():
                 kw = {} if like_hflm else {"attention_mask": mask.to(dev)}
@@ -252,22 +256,38 @@ class HFEngine(TokenEngine):
                     full = self.model(input_ids=ids.to(dev), **kw).logits
                     logits = full[keep.to(full.device)]
                 for r, k in enumerate(chunk):
-                    kept = int(keep[r].sum())
                     for m in members[k]:
                         n = n_conts[m]
                         if n == 0:
                             out[m] = (0.0, True)
                             continue
-                        at = first[r] + kept - n
+                        at = first[r] + kept[k] - n
                         lp = torch.log_softmax(logits[at:at + n].float(), dim=-1)
                         target = torch.tensor(seqs[m][-n:], device=lp.device)
                         out[m] = (float(lp.gather(1, target[:, None]).sum()),
                                   bool((lp.argmax(-1) == target).all()))
 
+        kept = {k: max(n_conts[m] for m in members[k]) for k in lead}  # scored positions of each row
+        per_position = 4 * self._vocab_size()  # bytes of one position's float32 logits
+
+        def run(chunk: list[int]) -> None:
+            """One batch, cut into forward passes whose kept logits fit LOGITS_BUDGET_BYTES (whole
+            references for perplexity keep every position: 16 x 300 tokens x 49k were 0.9 GB)."""
+            part: list[int] = []
+            for k in chunk:
+                if part and (sum(kept[j] for j in part) + kept[k]) * per_position > LOGITS_BUDGET_BYTES:
+                    forward(part)
+                    part = []
+                part.append(k)
+            forward(part)
+
         served = list(itertools.accumulate(len(members[k]) for k in order))  # requests done after each row
         self._batches(order, run, None if progress is None else
                       lambda rows_done, _: progress(served[rows_done - 1], len(seqs)))
         return out  # type: ignore[return-value]
+
+
+LOGITS_BUDGET_BYTES = 256 * 2**20  # the scored positions' logits of one forward pass
 
 
 def _takes_logits_mask(model: Any) -> bool:
