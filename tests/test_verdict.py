@@ -146,7 +146,7 @@ def test_preference_benchmark_and_judge_lines():
     assert v.extra == [
         "preference accuracy (demo-pref): base 0.500 · dpo 0.850; dpo − base +0.350 (significant)",
         "judge reference-0-100: base 25.00 · dpo 60.00; dpo − base +35.00 (significant) "
-        "[small local judge: indicative only]",
+        "(small local judge: indicative only)",
         "pairwise judge pairwise-helpful: dpo vs base won 8, lost 1, 2 ties",
     ]
 

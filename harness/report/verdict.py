@@ -22,8 +22,9 @@ from typing import Any
 from harness.records import Coverage
 
 # ----------------------------------------------------------------------------- metric families
-FAMILIES = ["quality", "structure", "perplexity", "other"]
+FAMILIES = ["quality", "structure", "perplexity", "preference", "benchmark", "judge", "other"]
 FAMILY_TITLES = {"quality": "Quality", "structure": "Structure and JSON", "perplexity": "Perplexity",
+                 "preference": "Preference accuracy", "benchmark": "Benchmarks", "judge": "Judge",
                  "other": "Lengths and other"}
 _STRUCTURE = ("json", "field_f1", "field_acc", "regex")
 _PERPLEXITY = ("ppl", "perplexity", "bits_per_byte", "nll")
@@ -291,7 +292,7 @@ def extra_lines(scores: dict, models: list[str]) -> list[str]:
         if d.get("kind") != "judge":
             continue
         info = d.get("info") or {}
-        small = " [small local judge: indicative only]" if info.get("small_local") else ""
+        small = " (small local judge: indicative only)" if info.get("small_local") else ""
         if isinstance(info.get("matrix"), dict):
             line = _pairwise_line(str(info.get("judge") or g), info, models)
             if line:
@@ -304,9 +305,11 @@ def extra_lines(scores: dict, models: list[str]) -> list[str]:
     return out
 
 
-def verdict(scores: dict) -> Verdict:
-    """The verdict of one run's scores.json (see the module docstring for what counts)."""
-    models = [str(m) for m in scores.get("models") or []]
+def verdict(scores: dict, models: list[str] | None = None) -> Verdict:
+    """The verdict of one run's scores.json (see the module docstring for what counts);
+    ``models``: their order (default: scores.json's)."""
+    models = [str(m) for m in (models if models is not None else scores.get("models") or [])]
+    scores = {**scores, "models": models}
     metrics = evidence(scores)
     pairs = [compare_pair(scores, models[i], models[i - 1], metrics) for i in range(1, len(models))]
     notes = []
