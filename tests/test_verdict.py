@@ -34,13 +34,15 @@ def three_models():
     metrics = {k: {"base": mv(0.2), "sft": mv(0.4), "dpo": mv(0.41)} for k in QUALITY}
     metrics["perplexity"] = {"base": mv(30.0, hib=False), "sft": mv(12.0, hib=False), "dpo": mv(15.0, hib=False)}
     metrics["length_words"] = {"base": mv(40.0), "sft": mv(20.0), "dpo": mv(22.0)}
+    metrics["empty"] = {"base": mv(0.2, hib=False), "sft": mv(0.0, hib=False), "dpo": mv(0.0, hib=False)}
     paired = []
     for k in QUALITY:
         paired += [ptest(k, "sft", "base", 0.2, True), ptest(k, "dpo", "base", 0.21, True),
                    ptest(k, "dpo", "sft", 0.01, False)]
     paired += [ptest("perplexity", "sft", "base", -18.0, True), ptest("perplexity", "dpo", "base", -15.0, True),
                ptest("perplexity", "dpo", "sft", 3.0, True)]
-    paired += [ptest("length_words", "sft", "base", -20.0, True), ptest("length_words", "dpo", "sft", 2.0, True)]
+    paired += [ptest("length_words", "sft", "base", -20.0, True), ptest("length_words", "dpo", "sft", 2.0, True),
+               ptest("empty", "sft", "base", -0.2, True)]
     return scores(["base", "sft", "dpo"], metrics, paired, neutral=["length_words"])
 
 
@@ -49,7 +51,7 @@ def test_wins_and_a_single_loss_give_best_and_pair_sentences():
     assert v.best == ["sft"]
     lines = v.lines()
     assert lines[0] == "Best: sft."
-    # lengths have no better direction: never counted, even with a significant test
+    # lengths have no better direction, `empty` is a sanity check: never counted, even when significant
     assert lines[1] == "sft beats base on 6 of 6 metrics (significant)."
     assert lines[2] == "dpo vs sft: no significant difference except perplexity (worse)."
     assert v.pairs[1].worse == ["perplexity"] and "length_words" not in v.pairs[1].same

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from harness.records import Coverage
+from harness.report.layout import is_constant
 from harness.report.rows import Row
 from harness.report.verdict import verdict
 from harness.report.view import summary_rows
@@ -23,10 +24,11 @@ LOG_WIDTH = 140  # columns of a redirected log (no terminal to ask); $COLUMNS wi
 
 
 def headline_rows(scores: dict, models: list[str]) -> list[Row]:
-    """The summary table's rows that have a better direction (lengths stay in the report)."""
+    """The summary table's rows that have a better direction and a difference between models
+    (lengths and one-value-for-all rows stay in the report)."""
     groups = {k: v for k, v in (scores.get("groups") or {}).items() if isinstance(v, dict)}
     rows = summary_rows(groups, models, Coverage.from_dict(scores.get("coverage")))
-    return [r for r in rows if r.higher_is_better is not None]
+    return [r for r in rows if r.higher_is_better is not None and not is_constant(r)]
 
 
 def _cell(r: Row, i: int) -> str:

@@ -4,7 +4,8 @@ Pure: ``verdict(scores)`` reads a scores.json mapping (paired tests, directions,
 and returns a ``Verdict``, whose ``lines()`` the terminal, report.md and report.html all show.
 
 What counts as evidence:
-- only metrics with a better direction (lengths and other ``neutral`` metrics never count);
+- only metrics with a better direction (lengths and other ``neutral`` metrics never count), and
+  not the "other" family either (``empty``, truncation: sanity checks, not quality);
 - only the paired test stored in scores.json: ``significant`` is a win or a loss by direction,
   otherwise "no significant difference"; a metric without a stored test is not counted;
 - a value below the coverage rule ("insufficient (n=…)" in the report) is not evidence either.
@@ -63,6 +64,13 @@ class PairVerdict:
     @property
     def net(self) -> int:
         return len(self.better) - len(self.worse)
+
+    @property
+    def tone(self) -> str:
+        """"better", "worse", "mixed" or "same": how the sentence is coloured."""
+        if self.better and self.worse:
+            return "mixed"
+        return "better" if self.better else "worse" if self.worse else "same"
 
     def sentence(self) -> str:
         a, b, n = self.model, self.ref, self.counted
@@ -175,7 +183,7 @@ def evidence(scores: dict) -> list[tuple[str, str, str]]:
     for g in (["all"] if "all" in groups else tasks):
         prefix = "" if g == "all" else f"{g} "
         out += [(f"{prefix}{k}", g, k) for k in _metric_names(groups[g], models)
-                if _direction(groups[g], k, models) is not None]
+                if _direction(groups[g], k, models) is not None and metric_family(k) != "other"]
     for g, d in groups.items():
         if d.get("kind") == "benchmark" and "acc" in _metric_names(d, models):
             out.append((f"{g} acc", g, "acc"))
