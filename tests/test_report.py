@@ -312,14 +312,17 @@ def test_chromium_renders_without_running_sample_text(rendered, tmp_path):
     view = build_view(open_run(run))
     assert f"<title>harness report · {view.run_id}</title>" in dom
     assert "pwned" not in re.search(r"<title>(.*?)</title>", dom).group(1)
-    # the browser script ran: demo-ko only (12 items), sorted by |dpo - base| on rougeL
-    assert 'data-samples-shown="12"' in dom
+    # the browser script ran: demo-ko only (12 items), sorted by |dpo - base| on rougeL, first page of 10
+    assert 'data-samples-shown="10"' in dom and "Showing 10 of 12 samples (32 in all)" in dom
     ids = re.findall(r'<article class="sample" data-id="([^"]+)"', dom)
     ko = [it for it in view.items if it["task"] == "demo-ko"]
     want = sorted(ko, key=lambda it: -abs(it["answers"]["dpo"]["metrics"]["rougeL"]
                                           - it["answers"]["base"]["metrics"]["rougeL"]))
-    assert ids[0] == f"demo-ko/{want[0]['id']}" and len(ids) == 12
-    # hostile text is in the DOM as text only
+    assert ids == [f"demo-ko/{it['id']}" for it in want[:10]]
+    # hostile text is in the DOM as text only (searched for, so its card is shown)
+    dom = subprocess.run([CHROMIUM, *CHROME_FLAGS, f"--user-data-dir={tmp_path / 'ud3'}", "--dump-dom", url + "&q=onerror"],
+                         capture_output=True, text=True, timeout=90, check=True).stdout
+    assert re.findall(r'<article class="sample" data-id="([^"]+)"', dom) == ["demo-ko/demo-ko-005"]
     assert "<img" not in dom.lower()
     assert "&lt;img src=x onerror=" in dom
 

@@ -86,7 +86,8 @@ def test_run_ends_with_the_summary_then_the_run_lines(real_run):
                      r"\s+\+1\.000 ▲†\s+-0\.3\d\d ▼†$", row), row
     # no better direction (lengths) or one value for all (empty): in the report only
     assert not any(re.match(r"\s*qa · (length_|empty)", x) for x in lines)
-    assert max(len(x) for x in lines) <= LOG_WIDTH  # a redirected log gets a fixed, sane width
+    table = lines[lines.index(header):next(i for i, x in enumerate(lines) if x.startswith("value [95% interval]"))]
+    assert len(table) == 2 + 4 and max(len(x) for x in table) <= LOG_WIDTH  # a redirected log: a sane fixed width
 
 
 def test_show_prints_the_same_summary(real_run):
@@ -173,7 +174,7 @@ def test_html_verdict_block_and_grouped_tables(real_run):
     assert "length_words" not in " ".join(re.findall(r'aria-label="([^"]*)"', html))
     data = json.loads(re.search(r'<script type="application/json" id="sample-data">(.*?)</script>',
                                 html, re.DOTALL).group(1))
-    assert data["key_metrics"]["qa"][0] == "rougeL" and len(data["key_metrics"]["qa"]) <= 4
+    assert data["key_metrics"]["qa"][0] == data["default_metric"] == "rouge1" and len(data["key_metrics"]["qa"]) <= 4
     assert "length_words" not in data["key_metrics"]["qa"]
     assert data["directions"]["length_words"] is None and data["directions"]["exact_match"] is True
 

@@ -321,7 +321,7 @@ def build_view(run: RunDir) -> ReportView:
 
 
 def main_metric_of(summary: list[Row], sample_metrics: list[str]) -> str | None:
-    preferred = [r.metric for r in summary if r.group == "all"]
+    preferred = [r.metric for r in summary if r.group == "all"] or [r.metric for r in summary]
     return next((m for m in preferred if m in sample_metrics), None)
 
 
