@@ -234,3 +234,22 @@ def test_chromium_regressions_only_filter(real_run):
     first = re.search(r'<div class="mets">(.*?)</div>', card).group(1)
     assert "rougeL" in first and "length_words" not in first
     assert 'class="allm"' in card
+
+
+def test_a_narrow_terminal_drops_the_intervals_not_the_values(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from harness.report.terminal import print_summary
+
+    out = {}
+    for width in (160, 90):
+        buf = io.StringIO()
+        print_summary(FIXTURE, Console(file=buf, width=width, no_color=True, highlight=False, soft_wrap=True))
+        out[width] = buf.getvalue()
+    assert "0.219 [0.157, 0.281]" in out[160] and "value [95% interval]" in out[160]
+    rouge = next(x for x in out[90].splitlines() if x.startswith("rougeL ↑"))
+    assert re.fullmatch(r"rougeL ↑\s+0\.219\s+0\.607\s+0\.719\s+\+0\.388 ▲†\s+\+0\.112 ▲†", rouge.rstrip()), rouge
+    assert "intervals: a wider terminal, or report.html" in out[90]
+    assert all(len(x) <= 90 for x in out[90].splitlines()[:14])

@@ -31,13 +31,13 @@ def headline_rows(scores: dict, models: list[str]) -> list[Row]:
     return [r for r in rows if r.higher_is_better is not None and not is_constant(r)]
 
 
-def _cell(r: Row, i: int) -> str:
+def _cell(r: Row, i: int, with_ci: bool = True) -> str:
     from rich.markup import escape
 
     c = r.cells[i]
     if c.insufficient:
         return "[dim]insufficient[/]"
-    text = escape(r.value_text(c))
+    text = escape(r.value_text(c, with_ci))
     return f"[bold green]{text}[/]" if c.best else text
 
 
@@ -51,20 +51,20 @@ def _delta(r: Row, model: str, ref: str) -> str:
     return text
 
 
-def summary_table(scores: dict, models: list[str]):
+def summary_table(scores: dict, models: list[str], with_ci: bool = True):
     from rich import box
     from rich.table import Table
 
     pairs = [(models[i], models[i - 1]) for i in range(1, len(models))]
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    table.add_column("metric", no_wrap=True)
+    table.add_column("metric")
     for m in models:
         table.add_column(m, justify="right", no_wrap=True)
     for a, b in pairs:
-        table.add_column(f"{a} − {b}", justify="right", no_wrap=True)
+        table.add_column(f"{a} − {b}", justify="right")  # a narrow terminal wraps these, not the values
     for r in headline_rows(scores, models):
         arrow = "↑" if r.higher_is_better else "↓"
-        table.add_row(f"{r.label} {arrow}", *[_cell(r, i) for i in range(len(models))],
+        table.add_row(f"{r.label} {arrow}", *[_cell(r, i, with_ci) for i in range(len(models))],
                       *[_delta(r, a, b) for a, b in pairs])
     return table
 
@@ -81,6 +81,7 @@ def console_for(stream=None):
 def print_summary(run_dir: str | Path, console=None) -> None:
     """The results table, the verdict and the next commands of a stored run."""
     from rich.markup import escape
+    from rich.measure import Measurement
 
     run = open_run(run_dir)
     scores = run.scores()
@@ -89,8 +90,11 @@ def print_summary(run_dir: str | Path, console=None) -> None:
     console.print()
     console.print(f"[bold]Results[/] · {escape(run.run_id)}")
     if models and headline_rows(scores, models):
-        console.print(summary_table(scores, models))
-        console.print("[dim]value [95% interval]; ↑/↓ higher/lower is better; green: best in the row; "
+        table = summary_table(scores, models)
+        with_ci = Measurement.get(console, console.options.update_width(10_000), table).maximum <= console.width
+        console.print(table if with_ci else summary_table(scores, models, with_ci=False))
+        console.print(("[dim]value [95% interval]" if with_ci else "[dim]value (intervals: a wider terminal, or report.html)")
+                      + "; ↑/↓ higher/lower is better; green: best in the row; "
                       "▲/▼ better/worse than the model before; † significant paired test (95%)[/]")
     v = verdict(scores, models)
     console.print()
