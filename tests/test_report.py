@@ -237,7 +237,8 @@ def test_view_handles_list_models_and_missing_sections(make_run):
         run_info={"run_id": "mini", "models": [{"name": "a", "template_hash": "x"}]})
     md, html = write_reports(run.path)
     text = md.read_text(encoding="utf-8")
-    assert "| em ↑ | – | 0 (3 missing) |" in text and "WARNING" not in text
+    # one task and no pooled group: its rows are the summary (no Tasks section repeats them)
+    assert "| t · em ↑ | – | 0 (3 missing) |" in text and "## Tasks" not in text and "WARNING" not in text
     assert "<title>harness report · mini</title>" in html.read_text(encoding="utf-8")
 
 

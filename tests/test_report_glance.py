@@ -138,6 +138,8 @@ def test_markdown_reads_as_a_pull_request_comment(real_run):
     summary = md[md.index("## Summary"):md.index("<details>")]
     table = summary.split("<details>")[0]
     assert "length\\_words" not in table
+    # one task, no pooled group: the summary is that task's table, not repeated under Tasks
+    assert "## Tasks" not in md and "| qa · rougeL ↑ |" in table
 
 
 # ------------------------------------------------------------------------------ report.html
@@ -168,6 +170,7 @@ def test_html_verdict_block_and_grouped_tables(real_run):
     assert html.index('id="verdict"') < html.index("<table")
     assert f'<p class="headline">{view.verdict.headline}</p>' in html
     assert 'class="pair worse"' in html  # dpo vs sft: worse, coloured as such
+    assert '<section id="tasks">' not in html and 'data-metric="qa.rougeL"' in html  # the summary has the task
     # neutral rows folded into <details>, and no bar chart for them
     folded = re.search(r'<details class="folded">(.*?)</details>', html, re.DOTALL).group(1)
     assert 'data-metric="all.length_words"' in folded or 'data-metric="qa.length_words"' in folded

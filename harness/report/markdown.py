@@ -298,7 +298,9 @@ def render_markdown(view: ReportView, *, n_samples: int = 5) -> str:
                              by_group=view.row_families), ""]
     else:
         out += ["_No scores were stored._", ""]
-    if view.tasks:
+    if view.tasks and view.tasks_in_summary:  # no pooled group: the summary has every task's rows already
+        out += [line for s in view.tasks if s.info for line in (f"<sub>{md_escape(s.name)}: {_kv(s.info)}</sub>", "")]
+    elif view.tasks:
         out += _details(f"<b>Tasks</b>: {len(view.tasks)} table(s), one per task", _tasks(view))
     if view.benchmarks:
         out += _details("<b>Benchmarks</b>", _benchmarks(view))

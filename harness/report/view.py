@@ -88,6 +88,7 @@ class ReportView:
     key_metrics: dict[str, list[str]] = field(default_factory=dict)  # task -> what its sample cards show
     directions: dict[str, bool | None] = field(default_factory=dict)  # metric -> higher is better (None: neither)
     row_families: dict[str, str] = field(default_factory=dict)  # group -> family of its summary rows (layout.fold)
+    tasks_in_summary: bool = False  # no pooled group: the summary already has every task's rows
 
 
 def models_info(info: dict) -> dict[str, dict]:
@@ -316,7 +317,7 @@ def build_view(run: RunDir) -> ReportView:
         arena=arena_section(run, models),
         judge_card=scores.get("judge_reliability"),
         verdict=verdict(scores, models), key_metrics=_key_metrics(tasks, items, main_metric_of(summary, sample_metrics)),
-        row_families=row_families(groups), directions=_directions(summary + [r for t in tasks for r in t.rows], sample_metrics),
+        row_families=row_families(groups), tasks_in_summary="all" not in groups, directions=_directions(summary + [r for t in tasks for r in t.rows], sample_metrics),
     )
 
 
