@@ -34,8 +34,16 @@ def environment() -> Environment:
     env.filters["count"] = fmt_count
     env.globals.update(engine_label=engine_label, parity_label=parity_label, card_rows=card_rows,
                        self_preference_line=self_preference_line, fold=fold, family_starts=family_starts)
-    env.filters["tojson_obj"] = lambda v: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v
+    env.filters["tojson_obj"] = _readable
     return env
+
+
+def _readable(v: Any) -> Any:
+    """A value for a table cell or pill: a list of plain values joined with commas, other
+    containers as JSON."""
+    if isinstance(v, list) and all(not isinstance(x, (dict, list)) for x in v):
+        return ", ".join(str(x) for x in v)
+    return json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v
 
 
 def script_json(data: Any) -> Markup:
