@@ -335,8 +335,7 @@ def _key_metrics(tasks: list[Section], items: list[dict], main: str | None) -> d
     out = {}
     for t in tasks:
         if t.name in present:
-            keys = key_metrics(t.rows, present[t.name], main)
-            out[t.name] = keys + [k for k in present[t.name] if k.startswith("judge:")][:1]
+            out[t.name] = key_metrics(t.rows, present[t.name], main)  # judge scores: a line of their own
     return out
 
 
