@@ -151,6 +151,10 @@ def test_preference_benchmark_and_judge_lines():
         "(small local judge: indicative only)",
         "pairwise judge pairwise-helpful: dpo vs base won 8, lost 1, 2 ties",
     ]
+    for m in ("base", "dpo"):  # too few pairs for every model: one short line, no numbers
+        extra["demo-pref"]["models"][m]["pref_acc"]["n"] = 6
+    v = verdict(scores(["base", "dpo"], metrics, [ptest("rougeL", "dpo", "base", 0.2, True)], extra_groups=extra))
+    assert v.extra[0] == "preference accuracy (demo-pref): insufficient for every model (n=6 < 10)"
 
 
 def test_without_a_pooled_group_every_task_counts():

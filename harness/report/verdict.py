@@ -252,6 +252,9 @@ def value_line(label: str, group: dict, metric: str, models: list[str], coverage
     if not any(mv is not None for mv in mvs.values()):
         return None
     dec = _dec([mv.get("value") for mv in mvs.values() if mv])
+    shorts = {coverage.shortfall(mv) for mv in mvs.values() if mv is not None}
+    if len(shorts) == 1 and None not in shorts:
+        return f"{label}: insufficient for every model ({shorts.pop()})"
     cells = []
     for m, mv in mvs.items():
         if mv is None:
