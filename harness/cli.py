@@ -39,10 +39,14 @@ def _options(version: bool = typer.Option(False, "--version", callback=_print_ve
 
 
 def _announce_run(path: Path) -> None:
-    """The run directory and report on stdout; with $GITHUB_OUTPUT set (a GitHub Actions step),
-    also ``run_dir=...`` and ``report=...`` lines there, for later steps (docs/ci.md)."""
+    """The results at a glance (report/terminal.py), then the run directory and report on stdout;
+    with $GITHUB_OUTPUT set (a GitHub Actions step), also ``run_dir=...`` and ``report=...`` lines
+    there, for later steps (docs/ci.md)."""
     import os
 
+    from harness.report.terminal import print_summary
+
+    print_summary(path)
     typer.echo(f"run directory: {path}")
     typer.echo(f"report: {path / 'report.html'}")
     out = os.environ.get("GITHUB_OUTPUT")
@@ -130,6 +134,15 @@ def log_cmd(run_dir: Path = typer.Argument(..., help="A run directory (reports/<
 
     for line in log_run(run_dir, parse_targets(to, where="--to"), project=project):
         typer.echo(line)
+
+
+@app.command()
+@user_errors
+def show(run_dir: Path = typer.Argument(..., help="A run directory (reports/<run-id>).")) -> None:
+    """Print a stored run's results: headline metrics, deltas, the verdict and the next commands."""
+    from harness.report.terminal import print_summary
+
+    print_summary(run_dir)
 
 
 @app.command()

@@ -90,7 +90,11 @@ def test_summary_numbers_match_scores_json(rendered, scores):
     assert header[-1].startswith("n")  # every aggregate shows how many items it rests on
     header = header[:-1]
     checked = thin = 0
+    families = []
     for row in body:
+        if row[0].startswith("**") and not any(row[1:]):  # a family's header row
+            families.append(row[0].strip("*"))
+            continue
         label = re.sub(r"\\(.)", r"\1", row[0]).rsplit(" ", 1)[0]
         group, metric = label.split(" · ") if " · " in label else ("all", label)
         if any(groups[group]["models"][m][metric]["n"] < 10 for m in models):
@@ -130,6 +134,7 @@ def test_summary_numbers_match_scores_json(rendered, scores):
                 assert first_float(cell) == pytest.approx(vals[a] - vals[b], abs=0.51 * 10 ** -dec)
                 assert "†" not in cell
     assert checked >= 3 * 7 and thin == 2  # json_valid / field_f1 rest on 8 items: below the default 10
+    assert families == ["Quality", "Structure and JSON", "Perplexity", "Benchmarks", "Judge"]
     # ref_ppl is lower-is-better: dpo (lowest) is the bold one, and the drop counts as better (▲)
     ppl = next(r for r in body if r[0].startswith("ref\\_ppl"))
     assert ppl[3].startswith("**") and "▲†" in ppl[5]
@@ -232,7 +237,8 @@ def test_view_handles_list_models_and_missing_sections(make_run):
         run_info={"run_id": "mini", "models": [{"name": "a", "template_hash": "x"}]})
     md, html = write_reports(run.path)
     text = md.read_text(encoding="utf-8")
-    assert "| em ↑ | – | 0 (3 missing) |" in text and "WARNING" not in text
+    # one task and no pooled group: its rows are the summary (no Tasks section repeats them)
+    assert "| t · em ↑ | – | 0 (3 missing) |" in text and "## Tasks" not in text and "WARNING" not in text
     assert "<title>harness report · mini</title>" in html.read_text(encoding="utf-8")
 
 
@@ -307,14 +313,17 @@ def test_chromium_renders_without_running_sample_text(rendered, tmp_path):
     view = build_view(open_run(run))
     assert f"<title>harness report · {view.run_id}</title>" in dom
     assert "pwned" not in re.search(r"<title>(.*?)</title>", dom).group(1)
-    # the browser script ran: demo-ko only (12 items), sorted by |dpo - base| on rougeL
-    assert 'data-samples-shown="12"' in dom
+    # the browser script ran: demo-ko only (12 items), sorted by |dpo - base| on rougeL, first page of 10
+    assert 'data-samples-shown="10"' in dom and "Showing 10 of 12 samples (32 in all)" in dom
     ids = re.findall(r'<article class="sample" data-id="([^"]+)"', dom)
     ko = [it for it in view.items if it["task"] == "demo-ko"]
     want = sorted(ko, key=lambda it: -abs(it["answers"]["dpo"]["metrics"]["rougeL"]
                                           - it["answers"]["base"]["metrics"]["rougeL"]))
-    assert ids[0] == f"demo-ko/{want[0]['id']}" and len(ids) == 12
-    # hostile text is in the DOM as text only
+    assert ids == [f"demo-ko/{it['id']}" for it in want[:10]]
+    # hostile text is in the DOM as text only (searched for, so its card is shown)
+    dom = subprocess.run([CHROMIUM, *CHROME_FLAGS, f"--user-data-dir={tmp_path / 'ud3'}", "--dump-dom", url + "&q=onerror"],
+                         capture_output=True, text=True, timeout=90, check=True).stdout
+    assert re.findall(r'<article class="sample" data-id="([^"]+)"', dom) == ["demo-ko/demo-ko-005"]
     assert "<img" not in dom.lower()
     assert "&lt;img src=x onerror=" in dom
 

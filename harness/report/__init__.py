@@ -1,6 +1,9 @@
 """Reports rendered from a stored run directory only (no model is loaded, no torch import).
 
 - ``rows``:     the tables (``Row`` / ``Cell`` / ``Delta``) built from scores.json groups, number formatting
+- ``verdict``:  ``verdict(scores)`` -> ``Verdict``: the best model and one sentence per consecutive pair
+- ``terminal``: ``print_summary(run_dir)``, what `harness run` ends with and `harness show` prints
+- ``layout``:   family groups, folded rows, key metrics of sample cards, flattened manifests
 - ``view``:     ``build_view(run)`` -> ``ReportView``, what report.md and report.html show
 - ``markdown``, ``html`` (+ ``templates/``, ``charts``): the two renderers
 - ``write``:    ``write_reports(run_dir)`` writes ``report.md`` and ``report.html``

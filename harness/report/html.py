@@ -19,6 +19,7 @@ from markupsafe import Markup
 import harness.report.arena as arena_text
 from harness.report.charts import bar_chart, line_chart, model_colors
 from harness.report.judge_card import card_rows, self_preference_line
+from harness.report.layout import fold, is_constant
 from harness.report.rows import SIG_NOTE, Row, fmt, fmt_count, fmt_seconds
 from harness.report.view import ReportView, engine_label, main_metric, parity_label
 
@@ -32,9 +33,17 @@ def environment() -> Environment:
     env.filters["seconds"] = fmt_seconds
     env.filters["count"] = fmt_count
     env.globals.update(engine_label=engine_label, parity_label=parity_label, card_rows=card_rows,
-                       self_preference_line=self_preference_line)
-    env.filters["tojson_obj"] = lambda v: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v
+                       self_preference_line=self_preference_line, fold=fold, family_starts=family_starts)
+    env.filters["tojson_obj"] = _readable
     return env
+
+
+def _readable(v: Any) -> Any:
+    """A value for a table cell or pill: a list of plain values joined with commas, other
+    containers as JSON."""
+    if isinstance(v, list) and all(not isinstance(x, (dict, list)) for x in v):
+        return ", ".join(str(x) for x in v)
+    return json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v
 
 
 def script_json(data: Any) -> Markup:
@@ -45,9 +54,22 @@ def script_json(data: Any) -> Markup:
     return Markup(text)
 
 
+def family_starts(families) -> dict[int, str]:
+    """Row index -> the family title whose block starts there (``layout.RowGroup`` list)."""
+    out, i = {}, 0
+    for g in families or []:
+        out[i] = g.title
+        i += len(g.rows)
+    return out
+
+
 def summary_charts(rows: list[Row], models: list[str], colors: dict[str, str]) -> list[Markup]:
+    """A bar chart per row with a better direction and a difference between models (a chart of
+    lengths, or of one value for all, says nothing); none for a row without a readable value."""
     charts = []
     for r in rows:
+        if r.higher_is_better is None or is_constant(r):
+            continue
         bars = [(c.model, c.mv.value if c.readable else None, tuple(c.mv.ci) if c.readable and c.mv.ci else None)
                 for c in r.cells]
         if any(v is not None for _, v, _ in bars):
@@ -55,13 +77,22 @@ def summary_charts(rows: list[Row], models: list[str], colors: dict[str, str]) -
     return charts
 
 
-def training_charts(view: ReportView, colors: dict[str, str]) -> dict[str, Markup]:
-    out = {}
+REWARD_COLORS = {"rewards/chosen": "#059669", "rewards/rejected": "#b91c1c", "rewards/margins": "#2563eb",
+                 "rewards/accuracies": "#9333ea"}
+
+
+def training_charts(view: ReportView, colors: dict[str, str]) -> dict[str, list[Markup]]:
+    """Per trained model: its loss curves, and trl's DPO rewards and reward accuracy when logged."""
+    out: dict[str, list[Markup]] = {}
     for t in view.training:
         c = colors.get(t.model, "#2563eb")
-        svg = line_chart(f"{t.model}: loss", [("train loss", t.loss, c, False), ("eval loss", t.eval_loss, "#111827", True)])
-        if svg:
-            out[t.model] = Markup(svg)
+        svgs = [line_chart(f"{t.model}: loss", [("train loss", t.loss, c, False),
+                                                ("eval loss", t.eval_loss, "#111827", True)], width=420)]
+        for title, curves in ((f"{t.model}: DPO rewards", t.rewards), (f"{t.model}: reward accuracy", t.reward_acc)):
+            svgs.append(line_chart(title, [(k.split("/")[-1], pts, REWARD_COLORS.get(k, "#6b7280"), False)
+                                           for k, pts in curves], width=420))
+        if any(svgs):
+            out[t.model] = [Markup(s) for s in svgs if s]
     return out
 
 
@@ -70,6 +101,8 @@ def browser_data(view: ReportView) -> dict[str, Any]:
         "models": view.models,
         "metrics": view.sample_metrics,
         "default_metric": main_metric(view),
+        "key_metrics": view.key_metrics,
+        "directions": view.directions,
         "tasks": sorted({it["task"] for it in view.items}),
         "items": view.items,
     }

@@ -14,7 +14,9 @@ from typing import Any
 from harness.errors import HarnessError
 from harness.records import Coverage
 from harness.report.arena import ArenaSection, arena_section
+from harness.report.layout import DPO_ACCURACY, DPO_REWARDS, flatten, key_metrics, log_curves, row_families
 from harness.report.rows import Row, comparisons, metric_rows
+from harness.report.verdict import Verdict, verdict
 from harness.store import RunDir
 
 
@@ -41,6 +43,17 @@ class TrainInfo:
     wall_time_s: float | None
     device: str | None
     extra: dict[str, Any]
+    rewards: list[tuple[str, list[tuple[float, float]]]] = field(default_factory=list)  # trl's DPO rewards/*
+    reward_acc: list[tuple[str, list[tuple[float, float]]]] = field(default_factory=list)  # rewards/accuracies
+
+    @property
+    def hyper_rows(self) -> list[tuple[str, str]]:
+        return flatten(self.hyperparameters)
+
+    @property
+    def detail_rows(self) -> list[tuple[str, str]]:
+        """The manifest's other fields as readable key/value rows (nested dicts flattened)."""
+        return flatten(self.extra)
 
 
 @dataclass
@@ -71,6 +84,11 @@ class ReportView:
     comparisons: list[tuple[str, str]]
     arena: ArenaSection | None = None  # human votes of `harness arena` (report/arena.py)
     judge_card: dict[str, Any] | None = None  # scores.json judge_reliability (harness/report/judge_card.py)
+    verdict: Verdict | None = None  # the answer at a glance (report/verdict.py)
+    key_metrics: dict[str, list[str]] = field(default_factory=dict)  # task -> what its sample cards show
+    directions: dict[str, bool | None] = field(default_factory=dict)  # metric -> higher is better (None: neither)
+    row_families: dict[str, str] = field(default_factory=dict)  # group -> family of its summary rows (layout.fold)
+    tasks_in_summary: bool = False  # no pooled group: the summary already has every task's rows
 
 
 def models_info(info: dict) -> dict[str, dict]:
@@ -166,6 +184,7 @@ def _train_info(model: str, man: dict) -> TrainInfo:
         hyperparameters=dict(man.get("hyperparameters") or {}), loss=loss, eval_loss=eval_loss,
         wall_time_s=man.get("wall_time_s"), device=man.get("device"),
         extra={k: v for k, v in man.items() if k not in known},
+        rewards=log_curves(man.get("log") or [], DPO_REWARDS), reward_acc=log_curves(man.get("log") or [], DPO_ACCURACY),
     )
 
 
@@ -221,6 +240,29 @@ def top_differences(items: list[dict], metric: str, a: str, b: str, k: int = 5) 
     return scored[:k]
 
 
+def summary_rows(groups: dict[str, dict], models: list[str], cov: Coverage | None) -> list[Row]:
+    """The summary table: the pooled ``all`` group (else every task), each preference task's
+    accuracy, each benchmark's accuracy and every judge metric."""
+    task_groups = [g for g, d in groups.items() if d.get("kind") == "task" and g != "all"]
+    bench_groups = [g for g, d in groups.items() if d.get("kind") == "benchmark"]
+    judge_groups = [g for g, d in groups.items() if d.get("kind") == "judge"]
+    summary: list[Row] = []
+    if "all" in groups:
+        summary += metric_rows("all", groups["all"], models, coverage=cov)
+        for g in task_groups:  # preference tasks are not pooled into `all`: their accuracy on its own
+            if (groups[g].get("info") or {}).get("type") == "preference":
+                summary += metric_rows(g, groups[g], models, label_prefix=f"{g} · ", metrics=["pref_acc"],
+                                       coverage=cov)
+    else:
+        for g in task_groups:
+            summary += metric_rows(g, groups[g], models, label_prefix=f"{g} · ", coverage=cov)
+    for g in bench_groups:
+        summary += metric_rows(g, groups[g], models, label_prefix=f"{g} · ", metrics=["acc"], coverage=cov)
+    for g in judge_groups:
+        summary += metric_rows(g, groups[g], models, label_prefix=f"{g} · ", coverage=cov)
+    return summary
+
+
 def build_view(run: RunDir) -> ReportView:
     scores = run.scores()
     info = run.run_info()
@@ -241,21 +283,7 @@ def build_view(run: RunDir) -> ReportView:
     bench_groups = [g for g, d in groups.items() if d.get("kind") == "benchmark"]
     judge_groups = [g for g, d in groups.items() if d.get("kind") == "judge"]
 
-    summary: list[Row] = []
-    if "all" in groups:
-        summary += metric_rows("all", groups["all"], models, coverage=cov)
-        for g in task_groups:  # preference tasks are not pooled into `all`: their accuracy on its own
-            if (groups[g].get("info") or {}).get("type") == "preference":
-                summary += metric_rows(g, groups[g], models, label_prefix=f"{g} · ", metrics=["pref_acc"],
-                                       coverage=cov)
-    else:
-        for g in task_groups:
-            summary += metric_rows(g, groups[g], models, label_prefix=f"{g} · ", coverage=cov)
-    for g in bench_groups:
-        summary += metric_rows(g, groups[g], models, label_prefix=f"{g} · ", metrics=["acc"], coverage=cov)
-    for g in judge_groups:
-        summary += metric_rows(g, groups[g], models, label_prefix=f"{g} · ", coverage=cov)
-
+    summary = summary_rows(groups, models, cov)
     tasks = [Section(g, "task", metric_rows(g, groups[g], models, coverage=cov), dict(groups[g].get("info") or {}))
              for g in task_groups]
     benchmarks = []
@@ -288,7 +316,34 @@ def build_view(run: RunDir) -> ReportView:
         training=training, items=items, sample_metrics=sample_metrics, comparisons=comparisons(models),
         arena=arena_section(run, models),
         judge_card=scores.get("judge_reliability"),
+        verdict=verdict(scores, models), key_metrics=_key_metrics(tasks, items, main_metric_of(summary, sample_metrics)),
+        row_families=row_families(groups), tasks_in_summary="all" not in groups, directions=_directions(summary + [r for t in tasks for r in t.rows], sample_metrics),
     )
+
+
+def main_metric_of(summary: list[Row], sample_metrics: list[str]) -> str | None:
+    preferred = [r.metric for r in summary if r.group == "all"] or [r.metric for r in summary]
+    return next((m for m in preferred if m in sample_metrics), None)
+
+
+def _key_metrics(tasks: list[Section], items: list[dict], main: str | None) -> dict[str, list[str]]:
+    present: dict[str, list[str]] = {}
+    for it in items:
+        names = present.setdefault(it["task"], [])
+        for ans in it["answers"].values():
+            names += [k for k in ans["metrics"] if k not in names]
+    out = {}
+    for t in tasks:
+        if t.name in present:
+            out[t.name] = key_metrics(t.rows, present[t.name], main)  # judge scores: a line of their own
+    return out
+
+
+def _directions(rows: list[Row], names: list[str]) -> dict[str, bool | None]:
+    out: dict[str, bool | None] = {}
+    for r in rows:
+        out.setdefault(r.metric, r.higher_is_better)
+    return {k: out.get(k, True) for k in names}
 
 
 def normalize_matrix(raw: Any, models: list[str]) -> dict[str, dict[str, dict[str, int]]]:

@@ -6,11 +6,12 @@
   if (!dataEl || !list) { return; }
   var data = JSON.parse(dataEl.textContent);
   var colors = JSON.parse(document.getElementById("model-colors").textContent);
-  var PAGE = 25;
+  var PAGE = 10;
   var limit = PAGE;
   var ui = {
     task: document.getElementById("f-task"), metric: document.getElementById("f-metric"),
     a: document.getElementById("f-a"), b: document.getElementById("f-b"), q: document.getElementById("f-q"),
+    reg: document.getElementById("f-reg"),
     count: document.getElementById("sample-count"), more: document.getElementById("sample-more")
   };
 
@@ -32,6 +33,10 @@
     var a = Math.abs(v);
     return v.toFixed(a >= 100 ? 1 : a >= 10 ? 2 : 3);
   }
+  function higherIsBetter(metric) {
+    var d = (data.directions || {})[metric];
+    return d === undefined ? true : d;
+  }
   function metricValue(item, model, metric) {
     var ans = item.answers[model];
     return ans ? num(ans.metrics[metric]) : null;
@@ -49,6 +54,7 @@
   // state from the address: #samples?task=..&metric=..&a=..&b=..&q=..
   if (location.hash.indexOf("#samples?") === 0) {
     var params = new URLSearchParams(location.hash.slice(9));
+    if (params.get("reg") === "1") { ui.reg.checked = true; }
     ["task", "metric", "a", "b", "q"].forEach(function (k) {
       var val = params.get(k);
       if (val === null) { return; }
@@ -67,6 +73,17 @@
     });
     return parts.join("\n").toLowerCase();
   });
+
+  function metricLine(a, keys, metric, cls) {
+    var mets = el("div", cls);
+    keys.forEach(function (k) {
+      if (mets.childNodes.length) { mets.appendChild(document.createTextNode(" · ")); }
+      var s = el("span", k === metric ? "hl" : null, k + " ");
+      s.appendChild(el("b", null, fmt(num(a.metrics[k]))));
+      mets.appendChild(s);
+    });
+    return mets;
+  }
 
   function card(it, d, metric) {
     var art = el("article", "sample");
@@ -104,15 +121,19 @@
       if (a.truncated) { h.appendChild(el("span", "pill warnp", "truncated")); }
       sec.appendChild(h);
       sec.appendChild(el("div", "resp", a.response));
-      var mets = el("div", "mets");
-      Object.keys(a.metrics).forEach(function (k, i) {
-        if (k.indexOf("judge:") === 0) { return; }
-        if (mets.childNodes.length) { mets.appendChild(document.createTextNode(" · ")); }
-        var s = el("span", k === metric ? "hl" : null, k + " ");
-        s.appendChild(el("b", null, fmt(num(a.metrics[k]))));
-        mets.appendChild(s);
+      var keys = ((data.key_metrics || {})[it.task] || []).filter(function (k) {
+        return k in a.metrics && k.indexOf("judge:") !== 0;
       });
-      sec.appendChild(mets);
+      if (metric && metric in a.metrics && keys.indexOf(metric) < 0) { keys.unshift(metric); }
+      var all = Object.keys(a.metrics).filter(function (k) { return k.indexOf("judge:") !== 0; });
+      if (!keys.length) { keys = all.slice(0, 4); }
+      sec.appendChild(metricLine(a, keys, metric, "mets"));
+      if (all.length > keys.length) {
+        var more = el("details", "allm");
+        more.appendChild(el("summary", null, "all " + all.length + " metrics"));
+        more.appendChild(metricLine(a, all, metric, "mets"));
+        sec.appendChild(more);
+      }
       Object.keys(a.judge || {}).forEach(function (j) {
         var jv = a.judge[j];
         var jd = el("div", "judge");
@@ -150,6 +171,9 @@
         var va = metricValue(it, a, metric), vb = metricValue(it, b, metric);
         if (va !== null && vb !== null) { d = vb - va; }
       }
+      if (ui.reg.checked) {  // B worse than A on the metric, direction-aware
+        if (d === null || d === 0 || (d > 0) === higherIsBetter(metric)) { return; }
+      }
       rows.push({ it: it, d: d, i: i });
     });
     if (metric) {
@@ -165,6 +189,7 @@
     var shown = Math.min(limit, rows.length);
     ui.count.textContent = "Showing " + shown + " of " + rows.length + " samples" +
       (rows.length !== data.items.length ? " (" + data.items.length + " in all)" : "") +
+      (ui.reg.checked && metric ? ", only where " + b + " is worse than " + a : "") +
       (metric ? ", sorted by |" + b + " − " + a + "| on " + metric : "");
     ui.more.hidden = rows.length <= limit;
     document.body.setAttribute("data-samples-shown", String(shown));
@@ -172,12 +197,13 @@
     if (task) { p.set("task", task); }
     p.set("metric", metric); p.set("a", a); p.set("b", b);
     if (q) { p.set("q", ui.q.value.trim()); }
+    if (ui.reg.checked) { p.set("reg", "1"); }
     if (history.replaceState && (location.hash === "" || location.hash.indexOf("#samples?") === 0)) {
       history.replaceState(null, "", "#samples?" + p.toString());
     }
   }
 
-  ["task", "metric", "a", "b"].forEach(function (k) {
+  ["task", "metric", "a", "b", "reg"].forEach(function (k) {
     ui[k].addEventListener("change", function () { limit = PAGE; render(); });
   });
   var timer = null;
