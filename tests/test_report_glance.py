@@ -82,7 +82,8 @@ def test_run_ends_with_the_summary_then_the_run_lines(real_run):
     header = next(x for x in lines if x.lstrip().startswith("metric"))
     assert re.search(r"metric\s+base\s+sft\s+dpo\s+sft − base\s+dpo − sft$", header), header
     row = next(x for x in lines if x.lstrip().startswith("qa · exact_match ↑"))
-    assert re.search(r"0\.000 \[0\.000, 0\.000\]\s+1\.000 \[1\.000, 1\.000\]\s+0\.6\d\d \[[\d.]+, [\d.]+\]"
+    # 0/1 metrics at n = 24: Wilson intervals, never a point
+    assert re.search(r"0\.000 \[0\.000, 0\.138\]\s+1\.000 \[0\.862, 1\.000\]\s+0\.6\d\d \[[\d.]+, [\d.]+\]"
                      r"\s+\+1\.000 ▲†\s+-0\.3\d\d ▼†$", row), row
     # no better direction (lengths) or one value for all (empty): in the report only
     assert not any(re.match(r"\s*qa · (length_|empty)", x) for x in lines)

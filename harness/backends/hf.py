@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -269,13 +270,14 @@ class HFEngine(TokenEngine):
 
         kept = {k: max(n_conts[m] for m in members[k]) for k in lead}  # scored positions of each row
         per_position = 4 * self._vocab_size()  # bytes of one position's float32 logits
+        budget = _logits_budget()
 
         def run(chunk: list[int]) -> None:
             """One batch, cut into forward passes whose kept logits fit LOGITS_BUDGET_BYTES (whole
             references for perplexity keep every position: 16 x 300 tokens x 49k were 0.9 GB)."""
             part: list[int] = []
             for k in chunk:
-                if part and (sum(kept[j] for j in part) + kept[k]) * per_position > LOGITS_BUDGET_BYTES:
+                if part and (sum(kept[j] for j in part) + kept[k]) * per_position > budget:
                     forward(part)
                     part = []
                 part.append(k)
@@ -287,7 +289,21 @@ class HFEngine(TokenEngine):
         return out  # type: ignore[return-value]
 
 
-LOGITS_BUDGET_BYTES = 256 * 2**20  # the scored positions' logits of one forward pass
+LOGITS_BUDGET_BYTES = 256 * 2**20  # the scored positions' logits of one forward pass (HARNESS_LOGITS_BUDGET_MIB)
+
+
+def _logits_budget() -> float:
+    """Bytes of kept logits one scoring forward pass may make: HARNESS_LOGITS_BUDGET_MIB (0: no
+    limit, the old behaviour, for bench/demo.py's side-by-side), else LOGITS_BUDGET_BYTES."""
+    raw = os.environ.get("HARNESS_LOGITS_BUDGET_MIB", "").strip()
+    if not raw:
+        return LOGITS_BUDGET_BYTES
+    try:
+        mib = float(raw)
+    except ValueError:
+        raise HarnessError(f"HARNESS_LOGITS_BUDGET_MIB={raw!r} is not a number",
+                           fix="Set it to MiB of logits per forward pass (0: no limit), or unset it.") from None
+    return float("inf") if mib <= 0 else mib * 2**20
 
 
 def _takes_logits_mask(model: Any) -> bool:
