@@ -143,8 +143,9 @@ def execute(plan: Plan, rundir, progress, model_info: dict[str, Any]) -> None:
             _finish(rundir, unit, None, model_info)
 
     if calls:
-        units = len({id(u) for u, _ in owner})
-        plan.pool().executor.map(calls, on_done=on_done, description=f"generate · {units} model x task units")
+        models = list(dict.fromkeys(u.name for u, _ in owner))
+        tasks = list(dict.fromkeys(u.task.name for u, _ in owner))
+        plan.pool().executor.map(calls, on_done=on_done, description=f"generate {', '.join(models)} · {', '.join(tasks)}")
 
 
 def _finish(rundir, unit: _Unit, samples: list[Sample] | None, model_info: dict[str, Any]) -> None:
