@@ -132,7 +132,7 @@ def _in_jupyter() -> bool:
         ip = shell.get_ipython() if shell is not None else None
     except Exception:  # noqa: BLE001 - any IPython oddity: not a notebook
         return False
-    return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
+    return ip is not None and (type(ip).__name__ == "ZMQInteractiveShell" or "google.colab" in type(ip).__module__)
 
 
 def _plain_text(msg: str) -> str:

@@ -176,7 +176,7 @@ def piped_run(request, tiny_models, tmp_path_factory):
     t = tiny_models
     (root / "harness.yaml").write_text(
         f"models:\n  base: {{path: {t['base']}}}\n  sft: {{adapter: {t['lora_a']}, base: base}}\n"
-        "tasks: [t.yaml]\nbenchmarks: [{name: mmlu-mini, limit: 3, num_fewshot: 1, batch_size: 4}]\n"
+        "tasks: [t.yaml]\nbenchmarks: [{name: mmlu-mini, limit: 3, num_fewshot: 1, batch_size: 1}]\n"
         "generation: {max_new_tokens: 4}\nbootstrap_resamples: 100\n", encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k not in ("HARNESS_PROGRESS", "HARNESS_VERBOSE", "CI",
                                                             "TQDM_DISABLE", "PYTHONUNBUFFERED")}
@@ -206,7 +206,8 @@ def test_a_piped_run_shows_phase_lines_in_order(piped_run):
     # the benchmark counted lm-eval's requests (3 questions x 4 choices) as they were scored
     bench = [ln for ln in lines if ln.startswith("[harness] benchmark sft · mmlu-mini")]
     assert re.fullmatch(r".*: 12/12 \(\d+\.\d s\)", bench[-1]), bench
-    assert len(bench) >= 3, bench  # start, progress (interval 0), end
+    # batch size 1: one question's 4 answers per forward pass, each reported as it finished
+    assert any(re.fullmatch(r".*: [48]/12 \(\d+\.\d s, ~\d+\.\d s left\)", ln) for ln in bench), bench
 
 
 def test_a_piped_run_has_no_library_chatter(piped_run):
@@ -214,3 +215,24 @@ def test_a_piped_run_has_no_library_chatter(piped_run):
     for text in CHATTER:
         assert text not in out, (text, out)
     assert "\r" not in out and "\x1b[" not in out  # no redrawn bars, no terminal codes in a log
+
+
+def test_a_run_from_python_quiets_libraries_only_while_it_runs(monkeypatch):
+    import warnings
+
+    import transformers.utils.logging as tl
+
+    from harness.progress import libraries_quiet
+
+    monkeypatch.delenv("HARNESS_VERBOSE", raising=False)
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    tl.enable_progress_bar()
+    filters = list(warnings.filters)
+    with libraries_quiet():
+        assert not tl.is_progress_bar_enabled() and os.environ["TQDM_DISABLE"] == "1"
+        assert warnings.filters[0][0] == "ignore"
+    assert tl.is_progress_bar_enabled() and "TQDM_DISABLE" not in os.environ
+    assert warnings.filters == filters
+    monkeypatch.setenv("HARNESS_VERBOSE", "1")  # --verbose: nothing is switched off
+    with libraries_quiet():
+        assert tl.is_progress_bar_enabled()
