@@ -154,7 +154,8 @@ class Progress:
     """The run's one progress display: ``bar(description, total)`` for each phase, ``log(msg)``
     for a line between them. ``quiet`` turns it off; ``mode`` (default ``display_mode()``)
     chooses rich bars or plain lines; ``stream`` is where they go (stdout);
-    ``interval`` the least seconds between two plain progress lines of one phase."""
+    ``interval`` the least seconds between two plain progress lines of one phase, and the
+    longest a running phase stays silent (a line even when its count has not moved)."""
 
     def __init__(self, quiet: bool = False, *, mode: str | None = None, stream=None, interval: float | None = None):
         self.mode = "off" if quiet else (mode or display_mode(stream))
@@ -170,8 +171,15 @@ class Progress:
         self.interval = interval
         self._progress = None
         self._lock = threading.Lock()  # (judge requests report from several threads)
+        self._open: list[_Phase] = []  # plain mode: the phases running now
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
 
     def __enter__(self):
+        if self.mode == "plain" and self.interval > 0:
+            self._stop.clear()
+            self._ticker = threading.Thread(target=self._heartbeat, name="harness-progress", daemon=True)
+            self._ticker.start()
         if self.mode == "live":
             from rich.progress import (
                 BarColumn,
@@ -194,6 +202,10 @@ class Progress:
         return self
 
     def __exit__(self, *exc):
+        if self._ticker is not None:
+            self._stop.set()
+            self._ticker.join(timeout=5)
+            self._ticker = None
         if self._progress is not None:
             self._progress.__exit__(*exc)
             self._progress = None
@@ -246,36 +258,59 @@ class Progress:
 
     @contextmanager
     def _plain_bar(self, description: str, total: int | None):
-        state = {"desc": description, "done": 0, "total": total, "t0": time.monotonic()}
-        state["last"] = state["t0"]
-
-        def counts() -> str:
-            if state["total"] is None:
-                return "starting" if not state["done"] else f"{state['done']}/?"
-            return f"{state['done']}/{state['total']}"
+        now = time.monotonic()
+        state = _Phase(description, total, now)
+        self._write(f"{description}: {state.counts()}")
+        self._open.append(state)
 
         def update(done: int, total_: int | None = None, description: str | None = None) -> None:
-            state["done"] = done
+            state.done = done
             if total_:
-                state["total"] = total_
+                state.total = total_
             if description:
-                state["desc"] = description
-            now = time.monotonic()
-            if now - state["last"] >= self.interval and counts() != state.get("printed"):
-                state["last"], state["printed"] = now, counts()
-                elapsed = now - state["t0"]
-                left = ""
-                if state["total"] and 0 < done < state["total"]:
-                    left = f", ~{_seconds(elapsed / done * (state['total'] - done))} left"
-                self._write(f"{state['desc']}: {counts()} ({_seconds(elapsed)}{left})")
+                state.desc = description
+            if time.monotonic() - state.last >= self.interval and state.counts() != state.printed:
+                self._tick(state)
 
-        self._write(f"{description}: {counts()}")
         ok = False
         try:
             yield update
             ok = True
         finally:
-            if ok and state["total"] is not None:
-                state["done"] = state["total"]
-            elapsed = _seconds(time.monotonic() - state["t0"])
-            self._write(f"{state['desc']}: {counts()} ({elapsed}{'' if ok else ', stopped'})")
+            self._open.remove(state)
+            if ok and state.total is not None:
+                state.done = state.total
+            elapsed = _seconds(time.monotonic() - state.t0)
+            self._write(f"{state.desc}: {state.counts()} ({elapsed}{'' if ok else ', stopped'})")
+
+    def _tick(self, state: _Phase) -> None:
+        """A progress line: counts, time so far and, from the rate so far, time left."""
+        now = time.monotonic()
+        state.last, state.printed = now, state.counts()
+        elapsed = now - state.t0
+        left = ""
+        if state.total and 0 < state.done < state.total:
+            left = f", ~{_seconds(elapsed / state.done * (state.total - state.done))} left"
+        self._write(f"{state.desc}: {state.counts()} ({_seconds(elapsed)}{left})")
+
+    def _heartbeat(self) -> None:
+        """Plain mode, on a thread: a line for each open phase that printed nothing for
+        ``interval`` seconds (one slow batch), so a log shows the run is alive."""
+        while not self._stop.wait(max(1.0, self.interval)):
+            for state in list(self._open):
+                if time.monotonic() - state.last >= self.interval:
+                    self._tick(state)
+
+
+class _Phase:
+    """One open phase of the plain display."""
+
+    def __init__(self, desc: str, total: int | None, t0: float):
+        self.desc, self.total, self.done = desc, total, 0
+        self.t0 = self.last = t0
+        self.printed: str | None = None
+
+    def counts(self) -> str:
+        if self.total is None:
+            return "starting" if not self.done else f"{self.done}/?"
+        return f"{self.done}/{self.total}"

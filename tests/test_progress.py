@@ -236,3 +236,14 @@ def test_a_run_from_python_quiets_libraries_only_while_it_runs(monkeypatch):
     monkeypatch.setenv("HARNESS_VERBOSE", "1")  # --verbose: nothing is switched off
     with libraries_quiet():
         assert tl.is_progress_bar_enabled()
+
+
+def test_a_phase_stuck_in_one_long_batch_still_prints_lines():
+    import time
+
+    log = _Log()
+    with Progress(mode="plain", stream=log, interval=1) as p, p.bar("generate base · t", 4) as update:
+        update(1)
+        time.sleep(2.5)  # no update: one slow batch
+    ticks = [ln for ln in _lines(log.getvalue()) if re.search(r": 1/4 \(\d+\.\d s, ~", ln)]
+    assert len(ticks) >= 2, log.getvalue()
