@@ -4,7 +4,7 @@ warnings, logs) off the terminal unless --verbose.
 The display has three modes (``display_mode``): ``live`` rich bars with counts, elapsed time and
 time remaining, on a terminal or in Jupyter; ``plain`` lines (``[harness] generate ...: 8/16``),
 written and flushed at once, at the start and end of each phase and at most every
-``HARNESS_PROGRESS_INTERVAL`` seconds (12) in between, when the output is a file, a pipe or CI,
+``HARNESS_PROGRESS_INTERVAL`` seconds (12) in between as counts move (every 30 s when they do not), when the output is a file, a pipe or CI,
 so a log shows the run as it happens; ``off`` with --quiet. HARNESS_PROGRESS=live|plain|off
 overrides the choice."""
 
@@ -100,6 +100,7 @@ def silence_loggers(prefixes: tuple[str, ...] = _CHATTY_LOGGERS) -> None:
 
 
 MODES = ("live", "plain", "off")
+HEARTBEAT = 2.5  # plain mode: a line after this many intervals without one, even when nothing moved
 PREFIX = "[harness]"
 
 
@@ -154,8 +155,8 @@ class Progress:
     """The run's one progress display: ``bar(description, total)`` for each phase, ``log(msg)``
     for a line between them. ``quiet`` turns it off; ``mode`` (default ``display_mode()``)
     chooses rich bars or plain lines; ``stream`` is where they go (stdout);
-    ``interval`` the least seconds between two plain progress lines of one phase, and the
-    longest a running phase stays silent (a line even when its count has not moved)."""
+    ``interval`` the least seconds between two plain progress lines of one phase (and, times
+    ``HEARTBEAT``, the longest it stays silent: a line even when its count has not moved)."""
 
     def __init__(self, quiet: bool = False, *, mode: str | None = None, stream=None, interval: float | None = None):
         self.mode = "off" if quiet else (mode or display_mode(stream))
@@ -295,10 +296,11 @@ class Progress:
 
     def _heartbeat(self) -> None:
         """Plain mode, on a thread: a line for each open phase that printed nothing for
-        ``interval`` seconds (one slow batch), so a log shows the run is alive."""
-        while not self._stop.wait(max(1.0, self.interval)):
+        ``HEARTBEAT`` x ``interval`` seconds (30 s: one slow batch), so a log shows the run is alive."""
+        quiet_for = HEARTBEAT * self.interval
+        while not self._stop.wait(max(0.2, quiet_for / 4)):
             for state in list(self._open):
-                if time.monotonic() - state.last >= self.interval:
+                if time.monotonic() - state.last >= quiet_for:
                     self._tick(state)
 
 

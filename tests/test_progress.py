@@ -242,8 +242,8 @@ def test_a_phase_stuck_in_one_long_batch_still_prints_lines():
     import time
 
     log = _Log()
-    with Progress(mode="plain", stream=log, interval=1) as p, p.bar("generate base · t", 4) as update:
+    with Progress(mode="plain", stream=log, interval=0.4) as p, p.bar("generate base · t", 4) as update:
         update(1)
-        time.sleep(2.5)  # no update: one slow batch
+        time.sleep(2.6)  # no update: one slow batch (a line each 2.5 x 0.4 s)
     ticks = [ln for ln in _lines(log.getvalue()) if re.search(r": 1/4 \(\d+\.\d s, ~", ln)]
     assert len(ticks) >= 2, log.getvalue()
