@@ -67,7 +67,7 @@ def _override(cfg: HarnessConfig, **changes: Any) -> HarnessConfig:
 def run(config: str | Path | HarnessConfig | None = None, *, models: list[str] | None = None,
         tasks: list[str] | None = None, benchmarks: list[str] | None = None, judge: str | None = None,
         limit: int | None = None, output_dir: str | Path | None = None, resume: str | Path | None = None,
-        quiet: bool = True, write_report: bool = True, trust_remote_code: bool | None = None,
+        quiet: bool = False, write_report: bool = True, trust_remote_code: bool | None = None,
         gate: bool = False, workers: int | None = None, cluster: str | None = None,
         model_flags: list[str] | None = None, log: list[str] | str | None = None):
     """Evaluate models on tasks/benchmarks/judge; returns the ``RunDir``.
@@ -82,9 +82,11 @@ def run(config: str | Path | HarnessConfig | None = None, *, models: list[str] |
     also checks, before anything runs, that every baseline a max_drop gate needs exists.
     ``workers`` / ``cluster`` (an address: local, auto, ray://host:port) run it data-parallel on
     Ray (the config's ``cluster:`` with these changed; docs/cluster.md). ``log``: trackers to log
-    the finished run to (mlflow, mlflow:URI, wandb; default: the config's ``tracking.log``)."""
+    the finished run to (mlflow, mlflow:URI, wandb; default: the config's ``tracking.log``).
+    Progress shows as rich bars in a terminal or notebook and as plain ``[harness] ...`` lines
+    elsewhere; ``quiet=True`` turns it off."""
     from harness import runner as runmod
-    from harness.progress import Progress
+    from harness.progress import Progress, libraries_quiet
     from harness.records import Coverage
     from harness.stages import score
     from harness.stages.plan import check_gates, check_judge, make_plan, remote_code_consent, switched_off
@@ -116,8 +118,8 @@ def run(config: str | Path | HarnessConfig | None = None, *, models: list[str] |
     check_gates(plan, with_baselines=gate, output_root=Path(output_dir) if output_dir else cfg.output_root())
     rundir = runmod.start_rundir(cfg, plan, str(output_dir) if output_dir else None,
                                  str(resume) if resume else None)
-    try:
-        with Progress(quiet=quiet) as progress:
+    with Progress(quiet=quiet) as progress, libraries_quiet():
+        try:
             progress.log(f"run directory: {rundir.path}")
             for note in plan.notes:
                 progress.log(f"note: {note}")
@@ -128,10 +130,11 @@ def run(config: str | Path | HarnessConfig | None = None, *, models: list[str] |
             if resume:
                 progress.log(f"resume: {rundir.units_reused} finished units reused, "
                              f"{rundir.units_computed} computed")
-    except BaseException as err:
-        raise runmod.after_failure(rundir, not resume, err) from None
-    score.execute(rundir, seed=cfg.seed, n_resamples=cfg.bootstrap_resamples,
-                  coverage=Coverage(**cfg.coverage.model_dump()))
+        except BaseException as err:
+            raise runmod.after_failure(rundir, not resume, err) from None
+        with progress.bar("score (intervals, paired tests)", 1):
+            score.execute(rundir, seed=cfg.seed, n_resamples=cfg.bootstrap_resamples,
+                          coverage=Coverage(**cfg.coverage.model_dump()))
     if write_report:
         report(rundir.path)
     if trackers:

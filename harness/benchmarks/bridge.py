@@ -15,7 +15,8 @@ from __future__ import annotations
 import difflib
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +183,7 @@ def run_benchmarks(
     task_dirs: Sequence[str | Path] = (),
     minis_root: str | Path | None = None,
     n_resamples: int = 1000,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, BenchmarkResult]:
     """Run lm-eval benchmarks on one model through its Engine.
 
@@ -189,12 +191,13 @@ def run_benchmarks(
     itself). ``specs`` are ``BenchmarkSpec``s (name, num_fewshot, limit, batch_size,
     apply_chat_template); ``chat_format`` (``ModelPool.format(name, "chat")``) is needed only
     when one of them applies the chat template. ``task_dirs`` are extra folders of lm-eval task
-    YAMLs. Returns ``{spec.name: BenchmarkResult}``.
+    YAMLs. ``progress(done, total)`` hears lm-eval's requests as the engine finishes each batch.
+    Returns ``{spec.name: BenchmarkResult}``.
     """
 
     from lm_eval import simple_evaluate
 
-    from harness.benchmarks.engine_lm import EngineLM
+    from harness.benchmarks.engine_lm import EngineLM, RequestCounter
 
     specs = list(specs)
     if not specs:
@@ -210,7 +213,7 @@ def run_benchmarks(
     tm = _task_manager(names, minis, task_dirs, log)
     version = lm_eval_version()
 
-    silence_loggers(("lm_eval", "lm-eval"))  # it warns about every defaulted setting (num_fewshot)
+    counter = RequestCounter(progress)
     # Specs with the same settings go through one simple_evaluate call, as the lm_eval CLI does
     # with --tasks a,b,c: one request pool sorted by length, so batches (and numbers) match it.
     groups: dict[tuple, list] = {}
@@ -219,27 +222,28 @@ def run_benchmarks(
         groups.setdefault((spec.num_fewshot, spec.limit, bool(spec.apply_chat_template), bs), []).append(spec)
     results: dict[str, BenchmarkResult] = {}
     for (fewshot, limit, chat, bs), group in groups.items():
-        lm = EngineLM(engine, chat_format=chat_format, batch_size=bs, name=model_name)
+        lm = EngineLM(engine, chat_format=chat_format, batch_size=bs, name=model_name, progress=counter)
         task_names = [s.name for s in group]
         if log:
             log(f"{model_name}: {', '.join(task_names)} (fewshot {fewshot}, limit {limit})")
         t0 = time.perf_counter()
         try:
-            res = simple_evaluate(
-                model=lm,
-                tasks=task_names,
-                num_fewshot=fewshot,
-                limit=limit,
-                log_samples=True,
-                apply_chat_template=chat,
-                task_manager=tm,
-                random_seed=seed,
-                numpy_random_seed=seed,
-                torch_random_seed=seed,
-                fewshot_random_seed=seed,
-                bootstrap_iters=1000,  # mean metrics: closed-form stderr (as lm-eval)
-                verbosity=None,
-            )
+            with quiet_lm_eval():
+                res = simple_evaluate(
+                    model=lm,
+                    tasks=task_names,
+                    num_fewshot=fewshot,
+                    limit=limit,
+                    log_samples=True,
+                    apply_chat_template=chat,
+                    task_manager=tm,
+                    random_seed=seed,
+                    numpy_random_seed=seed,
+                    torch_random_seed=seed,
+                    fewshot_random_seed=seed,
+                    bootstrap_iters=1000,  # mean metrics: closed-form stderr (as lm-eval)
+                    verbosity=None,
+                )
         except HarnessError:
             raise
         except Exception as err:
@@ -259,3 +263,53 @@ def run_benchmarks(
             results[spec.name] = to_result(res, spec, model_name, mini.task_hash if mini else None, version,
                                            seconds, seed, n_resamples)
     return {s.name: results[s.name] for s in specs}
+
+
+@contextmanager
+def quiet_lm_eval() -> Iterator[None]:
+    """What lm-eval prints besides its results, off while ``simple_evaluate`` runs: its warnings
+    (``Overwriting default num_fewshot ...`` for every task given a num_fewshot) and its
+    "Building contexts" bars, unless HARNESS_VERBOSE; and always the ``git describe`` it runs to
+    record a commit hash (harness records its own environment), which prints
+    ``fatal: not a git repository`` outside a git checkout, and torch's environment report
+    (several subprocesses, unused)."""
+    import functools
+
+    import lm_eval.api.task as task_mod
+    import lm_eval.evaluator as ev
+
+    from harness.env import env_flag
+
+    saved = {(ev, "get_git_commit_hash"): ev.get_git_commit_hash, (ev, "add_env_info"): ev.add_env_info}
+    ev.get_git_commit_hash = lambda: None
+    ev.add_env_info = _versions_only
+    if not env_flag("HARNESS_VERBOSE"):
+        silence_loggers(("lm_eval", "lm-eval"))
+        saved[(task_mod, "tqdm")] = task_mod.tqdm
+        task_mod.tqdm = functools.partial(task_mod.tqdm, disable=True)
+        _datasets_bars_off()
+    try:
+        yield
+    finally:
+        for (mod, attr), value in saved.items():
+            setattr(mod, attr, value)
+
+
+def _versions_only(storage: dict[str, Any]) -> None:
+    """lm-eval's ``add_env_info`` without torch's environment report (pip, nvidia-smi, ...)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for key, dist in (("transformers_version", "transformers"), ("lm_eval_version", "lm_eval")):
+        try:
+            storage[key] = version(dist)
+        except PackageNotFoundError:
+            storage[key] = "N/A"
+
+
+def _datasets_bars_off() -> None:
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+    except Exception:  # noqa: BLE001 - no datasets, or an older one: nothing to switch off
+        pass

@@ -14,6 +14,10 @@ wired into lm-eval itself:
 model pool's decision, ``PromptFormat.render_messages``); it is needed only for benchmarks with
 ``apply_chat_template: true``.
 
+``progress`` (a ``RequestCounter``) counts lm-eval's requests as the engine finishes each batch,
+so the run's progress display shows a benchmark moving (done / total requests) instead of one
+line for minutes.
+
 The transformers engine tokenizes, splits, batches and scores log-likelihoods as lm-eval's
 ``HFLM`` does, so accuracies and per-choice log-likelihoods equal a plain HFLM run
 (tests/test_benchmarks.py checks it). This module imports lm_eval at the top: import it only
@@ -23,7 +27,7 @@ where an evaluation runs.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -34,17 +38,53 @@ from harness.models.prompts import cut_at_stops
 DEFAULT_MAX_GEN_TOKS = 256  # HFLM's max_gen_toks when a task does not set one
 
 
+class RequestCounter:
+    """lm-eval's requests done / total across every engine call of one benchmark run, reported
+    to ``report(done, total)`` (a progress bar's update). lm-eval hands over each request type
+    (log-likelihoods, then generations...) in one call, so the total grows as they come."""
+
+    def __init__(self, report: Callable[[int, int], None] | None = None):
+        self.report = report
+        self.done = 0
+        self.total = 0
+
+    @contextmanager
+    def call(self, n: int) -> Iterator[Callable[[int, int], None] | None]:
+        """Counting for one engine call over ``n`` requests: yields the ``progress`` callback to
+        pass to the engine (its (done, of) are scaled to ``n``), or None when nothing listens."""
+        if self.report is None:
+            yield None
+            return
+        base = self.done
+        self.total += n
+        self.report(base, self.total)
+
+        def step(done: int, of: int) -> None:
+            self.report(base + min(n, done * n // max(1, of)), self.total)
+
+        yield step
+        self.done = base + n
+        self.report(self.done, self.total)
+
+
+def _progress_kw(step: Callable[[int, int], None] | None) -> dict[str, Any]:
+    return {} if step is None else {"progress": step}
+
+
 class EngineLM(LM):
     """lm-eval's model interface served by one Engine.
 
     ``batch_size``: rows per forward pass for this evaluation (a benchmark's ``batch_size``);
     engines that batch themselves (served models) ignore it. ``chat_format``: a PromptFormat
     whose ``render_messages`` gives chat-templated text (only for ``apply_chat_template``).
+    ``progress``: a ``RequestCounter`` (shared by the EngineLMs of one benchmark stage).
     """
 
-    def __init__(self, engine: Any, *, chat_format: Any = None, batch_size: int | str = 16, name: str = "model"):
+    def __init__(self, engine: Any, *, chat_format: Any = None, batch_size: int | str = 16, name: str = "model",
+                 progress: RequestCounter | None = None):
         super().__init__()
         self.engine = engine
+        self.progress = progress or RequestCounter()
         self.chat_format = chat_format
         self.batch_size = batch_size
         self.name = name
@@ -53,8 +93,8 @@ class EngineLM(LM):
     # ------------------------------------------------------------------ scoring
     def loglikelihood(self, requests: Sequence[Any], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
         pairs = [(str(r.args[0]), str(r.args[1])) for r in requests]
-        with _rows_per_batch(self.engine, self.batch_size):
-            scores = self.engine.loglikelihood(pairs)
+        with _rows_per_batch(self.engine, self.batch_size), self.progress.call(len(pairs)) as step:
+            scores = self.engine.loglikelihood(pairs, **_progress_kw(step))
         out = [(float(lp), bool(greedy)) for lp, greedy in scores]
         for pair, answer in zip(pairs, out):
             self.cache_hook.add_partial("loglikelihood", pair, answer)
@@ -64,7 +104,7 @@ class EngineLM(LM):
         texts = [str(r.args[0]) for r in requests]
         # lm-eval's windows: the whole context length, each token scored once with the most context
         window = getattr(self.engine, "max_length", None)
-        with _rows_per_batch(self.engine, self.batch_size):
+        with _rows_per_batch(self.engine, self.batch_size), self.progress.call(len(texts)):
             nlls = self.engine.rolling_nll(texts, max_length=window, stride=window)
         out = [-n.nll_sum for n in nlls]
         for text, total in zip(texts, out):
@@ -82,8 +122,9 @@ class EngineLM(LM):
             stop, kw = generation_settings(gen_kwargs)
             # a server-side chat format's prompts are messages for the server's chat API
             fmt = self.chat_format if self._chat_rendered and _server_chat(self.chat_format) else None
-            with _rows_per_batch(self.engine, self.batch_size):
-                gens = self.engine.generate([str(requests[i].args[0]) for i in idx], fmt=fmt, stop=stop, **kw)
+            with _rows_per_batch(self.engine, self.batch_size), self.progress.call(len(idx)) as step:
+                gens = self.engine.generate([str(requests[i].args[0]) for i in idx], fmt=fmt, stop=stop, **kw,
+                                            **_progress_kw(step))
             for i, g in zip(idx, gens):
                 out[i] = cut_at_stops(g.raw, stop)
                 self.cache_hook.add_partial("generate_until", (requests[i].args[0], gen_kwargs), out[i])

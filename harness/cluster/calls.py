@@ -42,8 +42,12 @@ def chunks(n: int, size: int) -> list[tuple[int, int]]:
     return [(i, min(i + size, n)) for i in range(0, n, max(1, int(size)))]
 
 
-def run_call(pool: Any, call: Call) -> Any:
-    """Run ``call`` on ``pool`` (a ModelPool) and return plain data (Generation / NLL records)."""
+PROGRESS_METHODS = ("generate", "loglikelihood", "generate_scored")  # the Engine methods that report
+
+
+def run_call(pool: Any, call: Call, progress: Any = None) -> Any:
+    """Run ``call`` on ``pool`` (a ModelPool) and return plain data (Generation / NLL records).
+    ``progress(done, total)`` hears the engine's batches (generation, log-likelihoods)."""
     if call.method not in METHODS:
         raise ValueError(f"unknown call {call.method!r}")
     engine = pool.engine(call.model)
@@ -54,6 +58,8 @@ def run_call(pool: Any, call: Call) -> Any:
     if call.method == "max_length":
         return getattr(engine, "max_length", None)
     kwargs = dict(call.kwargs)
+    if progress is not None and call.method in PROGRESS_METHODS:
+        kwargs["progress"] = progress
     if isinstance(kwargs.get("fmt"), FormatRef):
         ref = kwargs["fmt"]
         kwargs["fmt"] = pool.format(call.model, ref.override, Path(ref.base_dir) if ref.base_dir else None)

@@ -57,7 +57,7 @@ class ShardedEngine:
             if progress is not None:
                 progress(done[0], n)
 
-        results = self._pool.executor.map(calls, on_done=tick)
+        results = self._pool.executor.map(calls, on_done=tick, step=progress)  # (batches, when local)
         return [x for part in results for x in part]
 
     def generate(self, prompts: Sequence[str], *, fmt: Any = None, max_new_tokens: int = 128,

@@ -4,7 +4,8 @@ interface the Ray executor (``harness/cluster/ray_workers.py``) shares with it.
 ``map(calls, on_done=...)`` returns the results in the order of ``calls`` and calls
 ``on_done(index, result)`` on the driver as each finishes (the generate stage writes a shard
 there: the driver is the run directory's one writer). One progress bar per ``map`` with a
-description: calls done / total, and each worker's rate.
+description: here, requests done / total as the engine finishes each batch; on Ray workers,
+calls (shards) done / total and each worker's rate.
 """
 
 from __future__ import annotations
@@ -45,14 +46,29 @@ class LocalExecutor:
         self.pool = pool
         self.progress = progress
 
-    def map(self, calls: Sequence[Call], *, on_done: OnDone | None = None, description: str | None = None) -> list:
+    def map(self, calls: Sequence[Call], *, on_done: OnDone | None = None, description: str | None = None,
+            step: Callable[[int, int], None] | None = None) -> list:
+        """``step(done, total)``: requests done across ``calls`` as the engine finishes each batch
+        (a caller with its own progress; ``description`` makes a bar of the run's display)."""
         out: list[Any] = [None] * len(calls)
-        with _bar(self.progress, description, len(calls)) as update:
+        sizes = [_size(c) for c in calls]
+        what = description and f"{description}, {sum(sizes)} requests in {len(calls)} shards"
+        with _bar(self.progress, what, sum(sizes), shards=False) as bar:
+            def update(d: int) -> None:
+                bar(d)
+                if step is not None:
+                    step(d, sum(sizes))
+
+            done = 0
             for i, call in enumerate(calls):
-                out[i] = run_call(self.pool, call)
+                def inner(d: int, n: int, base: int = done, size: int = sizes[i]) -> None:
+                    update(base + min(size, d * size // max(1, n)))
+
+                out[i] = run_call(self.pool, call, progress=inner)
+                done += sizes[i]
                 if on_done is not None:
                     on_done(i, out[i])
-                update(i + 1)
+                update(done)
         return out
 
     def close(self) -> None:
@@ -67,8 +83,14 @@ class _NoBar:
         return False
 
 
-def _bar(progress: Any, description: str | None, total: int):
+def _size(call: Call) -> int:
+    """Requests in a call (its first argument's length: prompts, pairs, texts), else 1."""
+    first = call.args[0] if call.args else None
+    return len(first) if isinstance(first, (list, tuple)) and first else 1
+
+
+def _bar(progress: Any, description: str | None, total: int, *, shards: bool = True):
     if progress is None or description is None or total == 0:
         return _NoBar()
-    return progress.bar(f"{description} ({total} shards)", total)
+    return progress.bar(f"{description} ({total} shards)" if shards else description, total)
 

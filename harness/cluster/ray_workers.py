@@ -173,7 +173,8 @@ class RayExecutor:
                                    "or use a hub id cached on each node (docs/cluster.md).")
 
     # ------------------------------------------------------------------ running calls
-    def map(self, calls: Sequence[Call], *, on_done: OnDone | None = None, description: str | None = None) -> list:
+    def map(self, calls: Sequence[Call], *, on_done: OnDone | None = None, description: str | None = None,
+            step: Any = None) -> list:  # (step: per-batch progress, local only; here per call via on_done)
         ray = self.ray
         out: list[Any] = [None] * len(calls)
         todo = list(range(len(calls)))[::-1]  # popped from the end: in order

@@ -262,6 +262,10 @@ class ModelPool:
     def system_prompt(self, name: str) -> str | None:
         return self.resolved[name].system_prompt
 
+    def is_loaded(self, name: str) -> bool:
+        """Whether ``name``'s Engine is made (its weights loaded, for a local model)."""
+        return name in self._engines
+
     def engine(self, name: str, batch_size: int | str | None = None):
         """The Engine for ``name`` on its configured backend. transformers: every call first
         activates ``name``'s adapters on the shared base. vLLM: one engine per base serves every

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from harness.progress import Progress
+from harness.stages.generate import load_engine
 from harness.stages.plan import Plan, describe_model
 from harness.store import unit_key
 
@@ -34,11 +35,12 @@ def _benchmark_model(plan: Plan, pool, name: str, rundir, progress: Progress) ->
     if not todo:
         return
     t0 = time.perf_counter()
-    engine = pool.engine(name)
+    engine = load_engine(pool, name, progress)
     chat = pool.format(name, "chat") if any(b.apply_chat_template for b, _ in todo) else None
-    progress.log(f"[bold]{name}[/] · benchmarks {', '.join(b.name for b, _ in todo)} (lm-evaluation-harness)")
-    results = run_benchmarks(engine, [b for b, _ in todo], model_name=name, chat_format=chat, seed=cfg.seed,
-                             n_resamples=cfg.bootstrap_resamples)
+    # total: lm-eval's requests (e.g. 4 per multiple-choice question), known once it hands them over
+    with progress.bar(f"benchmark {name} · {', '.join(b.name for b, _ in todo)} (requests)", None) as update:
+        results = run_benchmarks(engine, [b for b, _ in todo], model_name=name, chat_format=chat, seed=cfg.seed,
+                                 n_resamples=cfg.bootstrap_resamples, progress=update)
     seconds = round(time.perf_counter() - t0, 3)
     for bench, key in todo:
         result = results[bench.name]

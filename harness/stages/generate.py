@@ -118,7 +118,7 @@ def execute(plan: Plan, rundir, progress, model_info: dict[str, Any]) -> None:
                 _finish(rundir, _Unit(name, task, key, items, [], []), plan.responses[(name, task.name)], model_info)
                 continue
             pool = plan.pool()
-            pool.engine(name)
+            load_engine(pool, name, progress)
             fmt = pool.format(name, task.prompt_format, Path(task.source).parent if task.source else None)
             model_info[name] = {**pool.describe(name), "template": fmt.name, "template_hash": fmt.template_hash,
                                 "train_manifest": train_manifest(plan, name)}
@@ -143,8 +143,9 @@ def execute(plan: Plan, rundir, progress, model_info: dict[str, Any]) -> None:
             _finish(rundir, unit, None, model_info)
 
     if calls:
-        units = len({id(u) for u, _ in owner})
-        plan.pool().executor.map(calls, on_done=on_done, description=f"generate · {units} model x task units")
+        models = list(dict.fromkeys(u.name for u, _ in owner))
+        tasks = list(dict.fromkeys(u.task.name for u, _ in owner))
+        plan.pool().executor.map(calls, on_done=on_done, description=f"generate {', '.join(models)} · {', '.join(tasks)}")
 
 
 def _finish(rundir, unit: _Unit, samples: list[Sample] | None, model_info: dict[str, Any]) -> None:
@@ -157,6 +158,21 @@ def _finish(rundir, unit: _Unit, samples: list[Sample] | None, model_info: dict[
                                      "seconds": round(time.perf_counter() - unit.t0, 3)})
     rundir.drop_shards(unit.key)
     save_models(rundir, model_info)
+
+
+def load_engine(pool, name: str, progress) -> Any:
+    """``pool.engine(name)``, saying so on the progress display when it loads a model here (a
+    log then shows why the next minute passes)."""
+    is_loaded = getattr(pool, "is_loaded", None)
+    here = not getattr(getattr(pool, "executor", None), "remote", False)
+    served = getattr(getattr(pool, "resolved", {}).get(name), "kind", "") == "served"
+    if progress is not None and is_loaded is not None and here and not served and not is_loaded(name):
+        t0 = time.perf_counter()
+        progress.log(f"load {name} ...")
+        engine = pool.engine(name)
+        progress.log(f"load {name}: done ({time.perf_counter() - t0:.1f} s)")
+        return engine
+    return pool.engine(name)
 
 
 def save_models(rundir, model_info: dict[str, Any]) -> None:

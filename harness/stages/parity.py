@@ -48,7 +48,7 @@ def execute(plan: Plan, rundir, progress, model_info: dict[str, Any]) -> None:
         fmt = pool.format(name, task.prompt_format, Path(task.source).parent if task.source else None)
         backend = pool.engine(name)
         prompts, answers = [s.prompt for s in stored], [s.response for s in stored]
-        with progress.bar(f"{name} · parity vs transformers", 3) as update:
+        with progress.bar(f"parity {name} vs transformers (checks)", 3) as update:
             mine = backend.token_nll(prompts, answers)
             update(1, 3)
             pool.close_vllm()

@@ -128,7 +128,7 @@ def execute(plan: Plan, rundir, progress, model_info: dict[str, Any]) -> None:
             if rundir.unit_done(key):
                 continue
             t0 = time.perf_counter()
-            with progress.bar(f"{name} · {task.name} (chosen vs rejected)", len(plan.items[task.name])) as update:
+            with progress.bar(f"preference {name} · {task.name} (pairs)", len(plan.items[task.name])) as update:
                 texts = scoring_texts(plan, name, task)
                 mine = scores(name, task, texts)
                 theirs = scores(ref, task, texts) if ref is not None else None
