@@ -270,7 +270,8 @@ class Progress:
                 state.total = total_
             if description:
                 state.desc = description
-            if time.monotonic() - state.last >= self.interval and state.counts() != state.printed:
+            finished = state.total is not None and state.done >= state.total  # (the end line says it)
+            if not finished and time.monotonic() - state.last >= self.interval and state.counts() != state.printed:
                 self._tick(state)
 
         ok = False

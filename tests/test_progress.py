@@ -56,11 +56,12 @@ def test_plain_mode_prints_progress_lines_for_long_phases_with_time_left():
         with p.bar("benchmark sft · mmlu-mini (requests)", None) as update:
             update(0, 120)
             update(60, 120)
-            update(120, 120, "benchmark sft · mmlu-mini (done)")
+            update(120, 120, "benchmark sft · mmlu-mini (done)")  # no tick: the end line follows
     lines = _lines(log.getvalue())
     assert lines[0] == "[harness] benchmark sft · mmlu-mini (requests): starting"
     assert any(re.fullmatch(r"\[harness\] .*: 60/120 \(\d+\.\d s, ~\d+\.\d s left\)", ln) for ln in lines), lines
     assert re.fullmatch(r"\[harness\] benchmark sft · mmlu-mini \(done\): 120/120 \(\d+\.\d s\)", lines[-1])
+    assert sum("120/120" in ln for ln in lines) == 1  # the end line, not a tick before it
 
 
 def test_a_failed_phase_says_stopped_and_quiet_prints_nothing():
