@@ -71,9 +71,7 @@ def run_metrics(scores: dict[str, Any]) -> dict[str, float]:
                     continue
                 key = safe_key(f"{model}/{group}/{metric}")
                 out[key] = value
-                ci = mv.get("ci") or ()
-                if len(ci) == 2 and None not in (_finite(ci[0]), _finite(ci[1])):
-                    out[key + "_lo"], out[key + "_hi"] = float(ci[0]), float(ci[1])
+                _add_interval(out, key, mv.get("ci"))
                 out[key + "_n"] = float(mv.get("n") or 0)
                 if mv.get("missing"):
                     out[key + "_missing"] = float(mv["missing"])
@@ -83,9 +81,7 @@ def run_metrics(scores: dict[str, Any]) -> dict[str, float]:
                 continue
             key = safe_key(f"paired/{p.get('a')}-vs-{p.get('b')}/{group}/{p.get('metric')}")
             out[key] = diff
-            ci = p.get("ci") or ()
-            if len(ci) == 2 and None not in (_finite(ci[0]), _finite(ci[1])):
-                out[key + "_lo"], out[key + "_hi"] = float(ci[0]), float(ci[1])
+            _add_interval(out, key, p.get("ci"))
             if _finite(p.get("p_value")) is not None:
                 out[key + "_p"] = float(p["p_value"])
     return out
@@ -95,3 +91,10 @@ def run_artifacts(path: Path) -> list[Path]:
     """The reports and the files that explain them, those the run has (results_<model>.json too)."""
     files = [path / name for name in ARTIFACTS if (path / name).is_file()]
     return files + sorted(path.glob("results_*.json"))
+
+
+def _add_interval(out: dict[str, float], key: str, ci) -> None:
+    """``key_lo`` / ``key_hi`` when ``ci`` is a finite pair."""
+    ci = ci or ()
+    if len(ci) == 2 and None not in (_finite(ci[0]), _finite(ci[1])):
+        out[key + "_lo"], out[key + "_hi"] = float(ci[0]), float(ci[1])
