@@ -2,7 +2,7 @@
 (``--log mlflow`` / ``--log wandb``) and lm-eval-style results files (``results_<model>.json``).
 
 mlflow and wandb are imported only inside the functions that log (they are slow to import and
-optional: ``pip install 'harness[tracking]'``)."""
+optional: ``pip install 'checkpoint-harness[tracking]'``)."""
 
 from harness.tracking.lm_eval_results import lm_eval_results, write_lm_eval_results
 from harness.tracking.log import log_run

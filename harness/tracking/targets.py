@@ -54,6 +54,11 @@ def parse_targets(values: Iterable[str] | str | None, where: str = "--log") -> l
 def check_targets(targets: Iterable[Target]) -> None:
     """Every tracker's package is installed (found without importing it: mlflow takes seconds)."""
     for t in targets:
-        if importlib.util.find_spec(t.kind) is None:
-            raise HarnessError(f"--log {t.kind}: the {t.kind} package is not installed",
-                               fix=f"pip install 'harness[tracking]' (or: pip install {t.kind})")
+        require_tracker(t.kind, "--log")
+
+
+def require_tracker(kind: str, flag: str) -> None:
+    """The package of tracker ``kind`` is installed (``flag``: the option that named it)."""
+    if importlib.util.find_spec(kind) is None:
+        raise HarnessError(f"{flag} {kind}: the {kind} package is not installed",
+                           fix=f"pip install 'checkpoint-harness[tracking]' (or: pip install {kind})")

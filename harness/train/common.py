@@ -74,8 +74,9 @@ def report_to(value: str | None) -> list[str] | str:
     """``--report-to`` -> what TrainingArguments takes: "none", or a list of integrations whose
     package is installed. W&B runs offline unless WANDB_MODE says otherwise or WANDB_API_KEY is set
     (as ``harness run --log wandb``)."""
-    import importlib.util
     import os
+
+    from harness.tracking.targets import require_tracker
 
     names = [n.strip().lower() for n in (value or "none").split(",") if n.strip()]
     names = [n for n in names if n != "none"]
@@ -83,9 +84,7 @@ def report_to(value: str | None) -> list[str] | str:
         if n not in REPORT_TO:
             raise HarnessError(f"--report-to {n!r}: not a tracker the trainer logs to", where="--report-to",
                                fix="Use none, wandb, mlflow or tensorboard (or a comma list).")
-        if importlib.util.find_spec(n) is None:
-            raise HarnessError(f"--report-to {n}: the {n} package is not installed",
-                               fix=f"pip install 'harness[tracking]' (or: pip install {n})")
+        require_tracker(n, "--report-to")
     if "wandb" in names:
         from harness.tracking.to_wandb import wandb_mode
 
