@@ -1,7 +1,7 @@
 """The executor: sequences the stages of a run and owns the run directory's lifecycle.
 
-plan (stages/plan.py) -> generate -> preference -> benchmark -> judge -> parity (stages/*.py) -> score
-(stages/score.py).
+plan (stages/plan.py) -> generate -> preference -> benchmark -> judge -> parity -> (models released)
+-> metrics (stages/*.py) -> score (stages/score.py).
 Every work unit (one model on one task, one model on one benchmark, one judge pass) has a key
 that hashes everything its result depends on. A finished unit is written to the run directory
 at once and marked done, so ``harness run --resume RUN`` skips it and an interrupted or failed
@@ -21,8 +21,11 @@ from harness.stages.plan import Plan
 
 
 def execute(plan: Plan, rundir, progress: Progress) -> None:
-    """Run every unit not already done in ``rundir``, stage by stage (scores come after)."""
-    from harness.stages import benchmark, generate, judge, parity, preference
+    """Run every unit not already done in ``rundir``, stage by stage (scores come after). The
+    per-sample metrics come last, after the models are released: their encoders never share
+    memory with a language model."""
+    from harness.env import release_memory
+    from harness.stages import benchmark, generate, judge, metrics, parity, preference
 
     model_info: dict[str, Any] = rundir.run_info().get("models", {}) if rundir.exists("run.json") else {}
     if any(getattr(plan.resolved.get(n), "kind", "") == "served" for n in plan.models):
@@ -49,6 +52,8 @@ def execute(plan: Plan, rundir, progress: Progress) -> None:
         plan.close()
         if executor is not None:
             executor.close()
+    release_memory()
+    metrics.execute(plan, rundir, progress)
 
 
 def _record_workers(rundir, executor, shard_size: int) -> None:

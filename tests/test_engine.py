@@ -253,3 +253,38 @@ def test_scoring_splits_batches_whose_logits_exceed_the_budget(loaded, monkeypat
     assert one_batch == 1 and split > 2
     for a, b in zip(whole, cut):
         assert b.n_tokens == a.n_tokens and b.nll_sum == pytest.approx(a.nll_sum, rel=1e-5, abs=1e-5)
+
+
+def test_scoring_on_a_cpu_cuts_passes_to_a_token_budget(loaded, monkeypatch):
+    """On a CPU a scoring forward pass holds at most TOKENS_PER_PASS padded tokens (its
+    activations grow with them): a batch of long rows becomes several passes, no pass is wider
+    than the budget unless one row alone is, and the numbers are the same. Accelerators and
+    HARNESS_TOKENS_PER_PASS=0 have no limit; a bad value is a one-line error."""
+    import harness.backends.hf as hf
+    from harness.errors import HarnessError
+
+    model, _ = loaded
+    prompts = ["Q: " + p * 3 for p in PROMPTS]
+    eng = _engine(loaded, batch_size=6)
+    shapes = []
+    hook = model.register_forward_hook(lambda mod, args, kwargs, out: shapes.append(tuple(kwargs["input_ids"].shape)),
+                                       with_kwargs=True)
+    try:
+        monkeypatch.setenv("HARNESS_TOKENS_PER_PASS", "0")
+        whole = eng.loglikelihood([(p, " yes") for p in prompts])
+        assert len(shapes) == 1
+        monkeypatch.delenv("HARNESS_TOKENS_PER_PASS")
+        width = shapes[0][1]
+        monkeypatch.setattr(hf, "TOKENS_PER_PASS", 2 * width)  # two of the longest rows a pass
+        shapes.clear()
+        cut = eng.loglikelihood([(p, " yes") for p in prompts])
+    finally:
+        hook.remove()
+    assert len(shapes) >= 2 and all(rows * w <= 2 * width for rows, w in shapes)
+    assert sum(rows for rows, _ in shapes) == len(prompts)
+    for a, b in zip(whole, cut):
+        assert b[0] == pytest.approx(a[0], rel=1e-5, abs=1e-5) and b[1] == a[1]
+    assert hf._tokens_per_pass("cuda:0") == float("inf") and hf._tokens_per_pass("cpu") == 2 * width
+    monkeypatch.setenv("HARNESS_TOKENS_PER_PASS", "many")
+    with pytest.raises(HarnessError, match="HARNESS_TOKENS_PER_PASS"):
+        hf._tokens_per_pass("cpu")

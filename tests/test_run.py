@@ -122,8 +122,8 @@ def test_run_writes_the_run_directory(full_run, tiny_models):
     assert info["judge"]["backend"] == "ollama:llama3" and info["judge"]["judges"] == ["reference-0-100"]
     snap = yaml.safe_load((run / "config.yaml").read_text())
     assert snap["models"]["sft"]["base"] == "base" and snap["limit"] == 4
-    # 3 models x 2 tasks generation units + 3 models x 2 tasks judge units
-    assert len(list((run / "units").glob("*.json"))) == 12
+    # 3 models x 2 tasks: generation, per-sample metrics and judge units
+    assert len(list((run / "units").glob("*.json"))) == 18
     for model in ("base", "sft", "dpo"):
         rows = [json.loads(x) for x in (run / "samples" / model / "tiny.jsonl").read_text().splitlines()]
         assert len(rows) == 4 and [r["id"] for r in rows] == [f"tiny-{i:04d}" for i in range(4)]
@@ -277,17 +277,70 @@ def test_interrupted_run_keeps_finished_units_and_resume_completes(tiny_models, 
     assert (run / "samples" / "base" / "tiny.jsonl").is_file()
     assert not (run / "samples" / "sft").exists()
     assert len(list((run / "units").glob("*.json"))) == 1
-    kept = _mtimes(run, "samples")
+    kept = [json.loads(x)["response"] for x in (run / "samples" / "base" / "tiny.jsonl").read_text().splitlines()]
 
     calls.clear()
     monkeypatch.setattr(Engine, "generate", lambda self, prompts, **kw: (calls.append(prompts[0]),
                                                                         real(self, prompts, **kw))[1])
     api.run(config, resume=run)
     assert len(calls) == 1 and "SFT-SYSTEM" in calls[0]  # only sft was generated
-    assert _mtimes(run, "samples")["samples/base/tiny.jsonl"] == kept["samples/base/tiny.jsonl"]
+    # base's answers were kept (the metrics stage then added their per-sample metrics)
+    assert [json.loads(x)["response"] for x in (run / "samples" / "base" / "tiny.jsonl").read_text().splitlines()] == kept
     scores = json.loads((run / "scores.json").read_text())
     assert set(scores["groups"]["tiny"]["models"]) == {"base", "sft"}
-    assert len(list((run / "units").glob("*.json"))) == 2
+    assert len(list((run / "units").glob("*.json"))) == 4  # generate + metrics, for 2 models
+
+
+def _live_language_models() -> list[str]:
+    import gc
+
+    from transformers import PreTrainedModel
+
+    return [type(o).__name__ for o in gc.get_objects() if isinstance(o, PreTrainedModel)]
+
+
+def test_metrics_are_computed_after_the_models_are_released(tiny_models, tmp_path, monkeypatch):
+    """Per-sample metrics run last (stages/metrics.py), with no language model in memory (the
+    run's, and an in-process judge's own), so the metric encoders never share memory with one;
+    a run killed before them loses no answers, and its resume computes only the metrics, to the
+    same numbers."""
+    import harness.metrics as per_sample  # the stage calls harness.metrics.score_per_sample
+    from harness.backends.hf import HFEngine as Engine
+
+    config = _project(tmp_path, {k: v for k, v in _stack(tiny_models).items() if k != "dpo"},
+                      judge={"backend": f"hf:{tiny_models['lora_a_merged']}", "limit": 2})
+    real = per_sample.score_per_sample
+    seen: list[list[str]] = []
+
+    def watched(*args, **kwargs):
+        seen.append(_live_language_models())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(per_sample, "score_per_sample", watched)
+    run = api.run(config).path
+    assert seen == [[], []]  # base and sft on tiny, each with no model alive
+    assert len(list((run / "judge").rglob("*.jsonl"))) == 2  # the judge's model was loaded, and freed
+    scores = json.loads((run / "scores.json").read_text())
+
+    # killed after generation, before any metric: the answers are kept, the metrics come on resume
+    def killed(*args, **kwargs):
+        raise RuntimeError("simulated crash before the metrics")
+
+    copy = tmp_path / "killed"
+    monkeypatch.setattr(per_sample, "score_per_sample", killed)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        api.run(config, output_dir=str(copy))
+    killed_run = _rundir_in(copy)
+    rows = [json.loads(x) for x in (killed_run / "samples" / "sft" / "tiny.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and set(rows[0]["metrics"]) == {"nll", "nll_tokens", "nll_bytes"}
+
+    monkeypatch.setattr(per_sample, "score_per_sample", watched)
+    monkeypatch.setattr(Engine, "generate", lambda *a, **k: pytest.fail("resume generated again"))
+    seen.clear()
+    api.run(config, resume=killed_run)
+    assert len(seen) == 2
+    again = json.loads((killed_run / "scores.json").read_text())
+    assert again["groups"] == scores["groups"]
 
 
 # ------------------------------------------------------------------ responses models

@@ -271,13 +271,18 @@ class HFEngine(TokenEngine):
         kept = {k: max(n_conts[m] for m in members[k]) for k in lead}  # scored positions of each row
         per_position = 4 * self._vocab_size()  # bytes of one position's float32 logits
         budget = _logits_budget()
+        tokens = _tokens_per_pass(self.device)
 
         def run(chunk: list[int]) -> None:
             """One batch, cut into forward passes whose kept logits fit LOGITS_BUDGET_BYTES (whole
-            references for perplexity keep every position: 16 x 300 tokens x 49k were 0.9 GB)."""
+            references for perplexity keep every position: 16 x 300 tokens x 49k were 0.9 GB) and,
+            on a CPU, whose padded tokens fit TOKENS_PER_PASS (a pass's activations grow with its
+            tokens, ~0.1 MB each for a 135M model; a CPU's time per token does not shrink with
+            bigger passes). Rows come longest first, so a pass is as wide as its first row."""
             part: list[int] = []
             for k in chunk:
-                if part and (sum(kept[j] for j in part) + kept[k]) * per_position > budget:
+                if part and ((sum(kept[j] for j in part) + kept[k]) * per_position > budget
+                             or (len(part) + 1) * (len(seqs[part[0]]) - 1) > tokens):
                     forward(part)
                     part = []
                 part.append(k)
@@ -304,6 +309,24 @@ def _logits_budget() -> float:
         raise HarnessError(f"HARNESS_LOGITS_BUDGET_MIB={raw!r} is not a number",
                            fix="Set it to MiB of logits per forward pass (0: no limit), or unset it.") from None
     return float("inf") if mib <= 0 else mib * 2**20
+
+
+TOKENS_PER_PASS = 2048  # padded tokens of one scoring forward pass on a CPU (HARNESS_TOKENS_PER_PASS)
+
+
+def _tokens_per_pass(device: str) -> float:
+    """Padded tokens one scoring forward pass may hold: on a CPU, HARNESS_TOKENS_PER_PASS (0: no
+    limit) or TOKENS_PER_PASS; on an accelerator no limit (the batch size and the out-of-memory
+    halving bound it there, and bigger passes are faster)."""
+    raw = os.environ.get("HARNESS_TOKENS_PER_PASS", "").strip()
+    if not raw:
+        return TOKENS_PER_PASS if str(device).startswith("cpu") else float("inf")
+    try:
+        n = float(raw)
+    except ValueError:
+        raise HarnessError(f"HARNESS_TOKENS_PER_PASS={raw!r} is not a number",
+                           fix="Set it to padded tokens per scoring forward pass (0: no limit), or unset it.") from None
+    return float("inf") if n <= 0 else n
 
 
 def _takes_logits_mask(model: Any) -> bool:

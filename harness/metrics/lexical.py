@@ -52,6 +52,12 @@ def _kiwi():
     return Kiwi()
 
 
+def release_kiwi() -> None:
+    """Drop the shared Kiwi instance (its model is ~0.5 GB; the next use starts a new one)."""
+    with _KIWI_LOCK:
+        _kiwi.cache_clear()
+
+
 class KiwiTokenizer:
     """ROUGE tokenizer: lower-cased kiwipiepy morpheme forms (``빠릅니다`` -> ``빠르``, ``ᆸ니다``)."""
 

