@@ -68,7 +68,7 @@ def run_side(name: str, extra_env: dict, args, out: Path, root: Path = ROOT) -> 
     harness = [sys.executable, "-m", "harness.cli"]
     if not args.config:  # the zoo model, materialized before the clock starts
         subprocess.run([*harness, "zoo", "fetch", "smollm2-135m-instruct"], env=env, check=True,
-                       stdout=subprocess.DEVNULL)
+                       stdout=subprocess.DEVNULL, cwd=root)
     cmd = [*harness, "run", "--models", args.models, "-o", str(out / name.replace(" ", "-")), "-q"]
     for flag, value in (("--config", args.config), ("--limit", args.limit), ("--judge", args.judge),
                         ("--benchmarks", args.benchmarks)):
@@ -77,7 +77,8 @@ def run_side(name: str, extra_env: dict, args, out: Path, root: Path = ROOT) -> 
     log = out / f"{name.replace(' ', '-')}.log"
     t = time.perf_counter()
     with open(log, "w", encoding="utf-8") as fh:
-        proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, text=True)
+        # cwd: `python -m` puts the working folder first on sys.path, before PYTHONPATH
+        proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, text=True, cwd=root)
         _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS
     wall = time.perf_counter() - t
     text = log.read_text(encoding="utf-8")
@@ -103,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--against", default=None, help="also run the demo from this git revision (a worktree)")
     ap.add_argument("--json", default=None, help="write the measurements here")
     args = ap.parse_args(argv)
+    if args.config:
+        args.config = str(Path(args.config).resolve())  # the sides run in their own folders
 
     out = Path(tempfile.mkdtemp(prefix="harness-demo-bench-"))
     results = [run_side(name, SIDES[name], args, out) for name in args.sides.split(",")]
