@@ -81,13 +81,13 @@ ANSWERS = {
 }
 
 
-def test_generate_stage_stores_per_sample_values_without_resampling(monkeypatch):
+def test_metrics_stage_stores_per_sample_values_without_resampling(monkeypatch):
     from harness.metrics import stats
-    from harness.stages.generate import _score_per_sample
+    from harness.stages.metrics import score as _score_per_sample
     from harness.tasks import TaskSpec
 
     def no_bootstrap(*a, **k):
-        raise AssertionError("the generate stage resampled a corpus score")
+        raise AssertionError("the metrics stage resampled a corpus score")
 
     monkeypatch.setattr(stats, "bootstrap_sufficient", no_bootstrap)
     task = TaskSpec(name="t", data="d.jsonl", metrics=["bleu", "chrf", "length", "perplexity"])
@@ -102,7 +102,7 @@ def test_score_stage_computes_corpus_bleu_and_chrf_from_stored_samples():
     from harness.metrics.lexical import bleu, chrf, corpus_statistics
     from harness.metrics.stats import paired_bootstrap_sufficient
     from harness.records import MetricValue
-    from harness.stages.generate import _score_per_sample
+    from harness.stages.metrics import score as _score_per_sample
     from harness.stages.score import task_group
     from harness.tasks import TaskSpec
 

@@ -291,12 +291,14 @@ def test_interrupted_run_keeps_finished_units_and_resume_completes(tiny_models, 
     assert len(list((run / "units").glob("*.json"))) == 4  # generate + metrics, for 2 models
 
 
-def _live_language_models() -> list[str]:
+def _live_language_models(before=()) -> list[str]:
+    """Class names of the transformers models alive now, but for those in ``before`` (a
+    WeakSet: other tests' fixtures hold models of their own)."""
     import gc
 
     from transformers import PreTrainedModel
 
-    return [type(o).__name__ for o in gc.get_objects() if isinstance(o, PreTrainedModel)]
+    return [type(o).__name__ for o in gc.get_objects() if isinstance(o, PreTrainedModel) and o not in before]
 
 
 def test_metrics_are_computed_after_the_models_are_released(tiny_models, tmp_path, monkeypatch):
@@ -304,6 +306,11 @@ def test_metrics_are_computed_after_the_models_are_released(tiny_models, tmp_pat
     run's, and an in-process judge's own), so the metric encoders never share memory with one;
     a run killed before them loses no answers, and its resume computes only the metrics, to the
     same numbers."""
+    import gc
+    import weakref
+
+    from transformers import PreTrainedModel
+
     import harness.metrics as per_sample  # the stage calls harness.metrics.score_per_sample
     from harness.backends.hf import HFEngine as Engine
 
@@ -311,9 +318,10 @@ def test_metrics_are_computed_after_the_models_are_released(tiny_models, tmp_pat
                       judge={"backend": f"hf:{tiny_models['lora_a_merged']}", "limit": 2})
     real = per_sample.score_per_sample
     seen: list[list[str]] = []
+    before = weakref.WeakSet(o for o in gc.get_objects() if isinstance(o, PreTrainedModel))
 
     def watched(*args, **kwargs):
-        seen.append(_live_language_models())
+        seen.append(_live_language_models(before))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(per_sample, "score_per_sample", watched)
