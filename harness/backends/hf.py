@@ -297,18 +297,25 @@ class HFEngine(TokenEngine):
 LOGITS_BUDGET_BYTES = 256 * 2**20  # the scored positions' logits of one forward pass (HARNESS_LOGITS_BUDGET_MIB)
 
 
+def _env_limit(var: str, what: str) -> float | None:
+    """A per-pass limit set in the environment: None when ``var`` is unset, no limit (inf) for 0
+    or less; a value that is not a number is a one-line error saying what to set."""
+    raw = os.environ.get(var, "").strip()
+    if not raw:
+        return None
+    try:
+        n = float(raw)
+    except ValueError:
+        raise HarnessError(f"{var}={raw!r} is not a number",
+                           fix=f"Set it to {what} (0: no limit), or unset it.") from None
+    return float("inf") if n <= 0 else n
+
+
 def _logits_budget() -> float:
     """Bytes of kept logits one scoring forward pass may make: HARNESS_LOGITS_BUDGET_MIB (0: no
     limit, the old behaviour, for bench/demo.py's side-by-side), else LOGITS_BUDGET_BYTES."""
-    raw = os.environ.get("HARNESS_LOGITS_BUDGET_MIB", "").strip()
-    if not raw:
-        return LOGITS_BUDGET_BYTES
-    try:
-        mib = float(raw)
-    except ValueError:
-        raise HarnessError(f"HARNESS_LOGITS_BUDGET_MIB={raw!r} is not a number",
-                           fix="Set it to MiB of logits per forward pass (0: no limit), or unset it.") from None
-    return float("inf") if mib <= 0 else mib * 2**20
+    mib = _env_limit("HARNESS_LOGITS_BUDGET_MIB", "MiB of logits per forward pass")
+    return LOGITS_BUDGET_BYTES if mib is None else mib * 2**20
 
 
 TOKENS_PER_PASS = 2048  # padded tokens of one scoring forward pass on a CPU (HARNESS_TOKENS_PER_PASS)
@@ -318,15 +325,10 @@ def _tokens_per_pass(device: str) -> float:
     """Padded tokens one scoring forward pass may hold: on a CPU, HARNESS_TOKENS_PER_PASS (0: no
     limit) or TOKENS_PER_PASS; on an accelerator no limit (the batch size and the out-of-memory
     halving bound it there, and bigger passes are faster)."""
-    raw = os.environ.get("HARNESS_TOKENS_PER_PASS", "").strip()
-    if not raw:
+    n = _env_limit("HARNESS_TOKENS_PER_PASS", "padded tokens per scoring forward pass")
+    if n is None:
         return TOKENS_PER_PASS if str(device).startswith("cpu") else float("inf")
-    try:
-        n = float(raw)
-    except ValueError:
-        raise HarnessError(f"HARNESS_TOKENS_PER_PASS={raw!r} is not a number",
-                           fix="Set it to padded tokens per scoring forward pass (0: no limit), or unset it.") from None
-    return float("inf") if n <= 0 else n
+    return n
 
 
 def _takes_logits_mask(model: Any) -> bool:
