@@ -131,11 +131,12 @@ def _plan_info(cfg: HarnessConfig, plan: Plan) -> dict[str, Any]:
 
 
 def after_failure(rundir, created: bool, err: BaseException) -> BaseException:
-    """What a failed run leaves: nothing, when this call created the run directory and no unit
-    finished (an input error); else the finished units, and an error that says how to resume."""
+    """What a failed run leaves: nothing, when this call created the run directory and neither a
+    unit nor a shard finished (an input error); else what finished, and an error that says how to
+    resume."""
     import shutil
 
-    if created and rundir.finished_units() == 0:
+    if created and rundir.finished_units() == 0 and rundir.finished_shards() == 0:
         shutil.rmtree(rundir.path, ignore_errors=True)
         return err
     hint = (f"finished units are kept in {rundir.path}: after fixing the cause, continue with "

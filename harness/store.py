@@ -376,6 +376,11 @@ class RunDir:
         root = self.path / "units"
         return sum(1 for _ in root.glob("*.json")) if root.is_dir() else 0
 
+    def finished_shards(self) -> int:
+        """How many shards of unfinished units the run directory holds."""
+        root = self.path / "shards"
+        return sum(1 for _ in root.glob("*/*.jsonl")) if root.is_dir() else 0
+
 
 def _number(v: Any) -> float | None:
     """A stored per-sample value as a float (booleans count as 0/1); None when missing."""

@@ -291,6 +291,30 @@ def test_interrupted_run_keeps_finished_units_and_resume_completes(tiny_models, 
     assert len(list((run / "units").glob("*.json"))) == 4  # generate + metrics, for 2 models
 
 
+def test_a_run_stopped_inside_its_first_unit_keeps_the_finished_shards(tiny_models, tmp_path, monkeypatch):
+    """Ctrl-C before any unit finished: the shards written so far stay (the run directory is
+    removed only when nothing at all finished), and the resume computes only the other shards."""
+    from harness.store import RunDir
+
+    config = _project(tmp_path, {"base": {"path": str(tiny_models["base"])}})
+    config.write_text(config.read_text() + "cluster: {engine: local, shard_size: 2}\n")
+    write = RunDir.write_shard
+
+    def stop_after_one(self, *args, **kwargs):
+        write(self, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunDir, "write_shard", stop_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        api.run(config)
+    monkeypatch.undo()
+    run = _rundir_in(tmp_path / "out")
+    assert len(list(run.glob("shards/*/*.jsonl"))) == 1 and not list(run.glob("units/*.json"))
+    again = api.run(config, resume=run)
+    assert (again.shards_reused, again.shards_computed) == (1, 1)  # limit 4 in shards of 2
+    assert len((run / "samples" / "base" / "tiny.jsonl").read_text().splitlines()) == 4
+
+
 def _live_language_models(before=()) -> list[str]:
     """Class names of the transformers models alive now, but for those in ``before`` (a
     WeakSet: other tests' fixtures hold models of their own)."""
