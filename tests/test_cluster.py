@@ -1,7 +1,8 @@
 """Data-parallel runs on Ray (harness/cluster): the same scores.json on 0, 1 and 2 workers, a
 killed worker, an interrupted run resumed on fewer workers, two simulated nodes, a model path a
 worker cannot read, and Ray not installed. One module-scoped Ray cluster of two simulated nodes
-(``ray.cluster_utils.Cluster``), tiny models."""
+(``ray.cluster_utils.Cluster``), tiny models; the runs share their workers (``keep_workers``), so
+torch and transformers are imported once per worker, not once per run."""
 
 from __future__ import annotations
 
@@ -12,28 +13,44 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from harness import api
+from harness.cluster.ray_workers import keep_workers
+from harness.env import cache_root
 from harness.errors import HarnessError
 
 ray = pytest.importorskip("ray")
 
-ITEMS = 16  # x 3 models in shards of 2, 24 new tokens: long enough to kill a worker mid-run
+ITEMS = 8  # x 3 models in shards of 2
 SHARDS = 3 * ITEMS // 2
-ROWS = [{"instruction": f"Count to {i} and say the word number {i}.", "input": "", "output": f"number {i}"}
-        for i in range(ITEMS)]
 PREF = [{"prompt": f"Say {w}.", "chosen": w, "rejected": w[::-1] + "?"} for w in
         ("yes", "no", "cold", "warm", "blue", "seven")]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def module_env(tmp_path_factory):
+    """torch on one thread and a cache of this module's own (the judge test empties its judge
+    cache), set before any worker starts: kept workers serve only runs with their settings, and
+    the workers use the driver's thread count (the same arithmetic; two workers of two threads
+    each on a 2-core machine would crawl)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HARNESS_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def cluster():
-    """Two simulated nodes with one CPU each (so two workers land on two nodes)."""
+    """Two simulated nodes with one CPU each (so two workers land on two nodes); the runs of the
+    module keep their workers (``keep_workers``)."""
     from ray.cluster_utils import Cluster
 
     if ray.is_initialized():
@@ -42,12 +59,13 @@ def cluster():
     c.add_node(num_cpus=1)
     c.wait_for_nodes()
     ray.init(address=c.address, include_dashboard=False, log_to_driver=False)
-    yield c
+    with keep_workers():
+        yield c
     ray.shutdown()
     c.shutdown()
 
 
-def _project(root: Path, t: dict, *, shard_size: int = 2, max_new_tokens: int = 24, items: int = ITEMS,
+def _project(root: Path, t: dict, *, shard_size: int = 2, max_new_tokens: int = 16, items: int = ITEMS,
              engine: str = "local", extra: dict | None = None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     rows = [{"instruction": f"Count to {i} and say the word number {i}.", "input": "", "output": f"number {i}"}
@@ -119,7 +137,7 @@ def test_without_ray_installed_the_error_names_the_extra(tiny_models, tmp_path, 
 
 
 # --------------------------------------------------------------------------- on the cluster
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("workers", [2, 1])
 def test_workers_give_the_plain_runs_scores(cluster, plain, tiny_models, tmp_path, workers):
     run = api.run(_project(tmp_path, tiny_models), workers=workers, write_report=False)
     assert run.shards_computed == SHARDS  # each shard written once
@@ -144,80 +162,65 @@ def test_a_model_path_a_worker_cannot_read_is_named_with_its_node(cluster, tiny_
     assert "worker 0 on node" in msg and str(copy) in msg and "\n" not in msg and "models.base" in msg
 
 
-def _worker_pids(tag_prefix: str = "harness-") -> list[int]:
-    pids = []
-    for a in ray.util.list_named_actors(all_namespaces=True):
-        if a["namespace"] == "harness" and a["name"].startswith(tag_prefix):
-            try:
-                pids.append(ray.get(ray.get_actor(a["name"], namespace="harness").where.remote(), timeout=10)["pid"])
-            except Exception:  # noqa: BLE001, S112 (an actor of a finished run)
-                continue
-    return pids
+def _run_workers(out: Path) -> list[int]:
+    """The process ids of the workers of the run in ``out`` (run.json records them as it starts)."""
+    for info in out.glob("*/run.json"):
+        clusters = json.loads(info.read_text(encoding="utf-8")).get("clusters")
+        if clusters:
+            return [w["pid"] for w in clusters[-1]["workers"]]
+    return []
 
 
-def test_a_killed_worker_has_its_shards_run_again(cluster, plain, tiny_models, tmp_path):
+def test_kept_workers_serve_the_next_run_with_its_own_models(cluster, tiny_models, tmp_path):
+    """Inside keep_workers() the next run takes the same worker process, which drops the models of
+    the run before and loads this run's: the same numbers as this run's models computed here."""
+    small = {"items": 2, "max_new_tokens": 4}
+    first = api.run(_project(tmp_path / "a", tiny_models, **small), models=["sft"], workers=1, write_report=False)
+    second = api.run(_project(tmp_path / "b", tiny_models, **small), models=["base", "dpo"], workers=1,
+                     write_report=False)
+    reference = api.run(_project(tmp_path / "c", tiny_models, **small), models=["base", "dpo"], write_report=False)
+    [[pid_first], [pid_second]] = [[w["pid"] for w in r.run_info()["clusters"][0]["workers"]] for r in (first, second)]
+    assert pid_first == pid_second
+    assert _scores(second.path) == _scores(reference.path) and _samples(second.path) == _samples(reference.path)
+
+
+def test_an_interrupted_two_worker_run_resumes_on_one_and_recomputes_nothing(cluster, plain, tiny_models, tmp_path,
+                                                                             monkeypatch):
+    """Stopped (Ctrl-C in the driver) once its third shard is written, a two-worker run resumes on
+    one worker: it keeps the written shards and computes only the others. (kill -9 of a run and
+    its resume: tests/test_failures.py.)"""
+    from harness.store import RunDir
+
     config = _project(tmp_path / "p", tiny_models)
-    result: dict = {}
+    write, written = RunDir.write_shard, []
 
-    def two_workers() -> None:
-        try:
-            result["run"] = api.run(config, workers=2, write_report=False)
-        except BaseException as err:  # noqa: BLE001 (shown by the asserts below)
-            result["error"] = err
+    def write_then_stop(self, *args, **kwargs):
+        written.append(write(self, *args, **kwargs))
+        if len(written) == 3:
+            raise KeyboardInterrupt
+        return written[-1]
 
-    thread = threading.Thread(target=two_workers)
-    before = set(_worker_pids())
-    thread.start()
-    out = tmp_path / "p" / "out"
-    deadline = time.time() + 600  # (a loaded machine: workers start slowly)
-    while time.time() < deadline and thread.is_alive() and not [p for p in out.glob("*/shards/*/*.jsonl")]:
-        time.sleep(0.02)
-    assert "error" not in result, result.get("error")
-    pids = [p for p in _worker_pids() if p not in before]
-    assert pids, "no worker of this run found"
-    os.kill(pids[0], signal.SIGKILL)
-    assert thread.is_alive()  # killed mid-run
-    thread.join(timeout=900)
-    assert "error" not in result, result.get("error")
-    run = result["run"]
-    assert run.shards_computed == SHARDS  # every shard written once
-    assert _scores(run.path) == _scores(plain)
-
-
-def test_an_interrupted_two_worker_run_resumes_on_one_and_recomputes_nothing(cluster, plain, tiny_models, tmp_path):
-    config = _project(tmp_path / "p", tiny_models)
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "-c", str(config), "--workers", "2",
-                             "--cluster", cluster.address, "-q", "-o", str(tmp_path / "out2")],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 600
-    shards_now = lambda: len(list((tmp_path / "out2").glob("*/shards/*/*.jsonl")))  # noqa: E731
-    while time.time() < deadline and proc.poll() is None and shards_now() < 3:
-        time.sleep(0.02)
-    assert proc.poll() is None, f"the run ended early (exit {proc.returncode})"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    [run_dir] = list((tmp_path / "out2").iterdir())
-    shards = list(run_dir.glob("shards/*/*.jsonl"))
-    markers = list(run_dir.glob("units/*.json"))
-    assert shards and not (run_dir / "scores.json").exists()
+    monkeypatch.setattr(RunDir, "write_shard", write_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        api.run(config, workers=2, write_report=False)
+    monkeypatch.undo()
+    [run_dir] = list((tmp_path / "p" / "out").iterdir())
+    assert sorted(run_dir.glob("shards/*/*.jsonl")) == sorted(written) and not (run_dir / "scores.json").exists()
+    assert len(json.loads((run_dir / "run.json").read_text())["clusters"][0]["workers"]) == 2
     run = api.run(config, resume=run_dir, workers=1, cluster="auto", write_report=False)
-    assert run.units_reused == len(markers) and run.shards_reused == len(shards)
-    finished_gen = sum(json.loads(m.read_text())["unit"].startswith("generate") for m in markers)
-    assert run.shards_computed == SHARDS - finished_gen * ITEMS // 2 - len(shards)
+    assert run.units_reused == 0 and run.shards_reused == 3 and run.shards_computed == SHARDS - 3
     assert _scores(run.path) == _scores(plain)
 
 
 @pytest.mark.slow
-def test_benchmarks_and_the_in_process_judge_fan_out_with_the_same_numbers(cluster, tiny_models, tmp_path,
-                                                                          monkeypatch):
+def test_benchmarks_and_the_in_process_judge_fan_out_with_the_same_numbers(cluster, tiny_models, tmp_path):
     """lm-eval requests and the judge's go out in chunks (4 here) across the workers: the same
     benchmark records, verdicts and scores as the same chunks in this process."""
     extra = {"benchmarks": [{"name": "mmlu-mini", "limit": 4, "batch_size": 4}],
              "judge": {"backend": f"hf:{tiny_models['base']}", "limit": 2}}
     runs = []
     for sub, workers in (("plain", None), ("two", 2)):
-        monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / sub / "cache"))  # a judge cache each: both ask
+        shutil.rmtree(cache_root() / "judge", ignore_errors=True)  # both runs ask the judge
         config = _project(tmp_path / sub, tiny_models, items=4, shard_size=4, max_new_tokens=8, extra=extra)
         runs.append(api.run(config, workers=workers, write_report=False).path)
     plain_run, two = runs
@@ -231,3 +234,44 @@ def test_benchmarks_and_the_in_process_judge_fan_out_with_the_same_numbers(clust
         return rows
 
     assert verdicts(two) == verdicts(plain_run)
+
+
+def test_a_killed_worker_has_its_shards_run_again(cluster, plain, tiny_models, tmp_path, monkeypatch, capfd):
+    """A worker killed (SIGKILL) mid-run: its shard goes to its restarted self or the other
+    worker, each shard is written once, and the scores are the plain run's. The driver waits
+    after its first shard until the kill, so the kill always lands mid-run. (Last in the module:
+    the killed worker's restart, torch and transformers imported again, delays no other test.)"""
+    from harness.store import RunDir
+
+    config = _project(tmp_path / "p", tiny_models)
+    write, first_written, killed = RunDir.write_shard, threading.Event(), threading.Event()
+
+    def write_then_wait(self, *args, **kwargs):
+        path = write(self, *args, **kwargs)
+        if not first_written.is_set():
+            first_written.set()
+            killed.wait(timeout=600)
+        return path
+
+    monkeypatch.setattr(RunDir, "write_shard", write_then_wait)
+    result: dict = {}
+
+    def two_workers() -> None:
+        try:
+            result["run"] = api.run(config, workers=2, write_report=False)
+        except BaseException as err:  # noqa: BLE001 (shown by the asserts below)
+            result["error"] = err
+
+    thread = threading.Thread(target=two_workers)
+    thread.start()
+    assert first_written.wait(timeout=600), result.get("error")
+    pids = _run_workers(tmp_path / "p" / "out")
+    assert len(pids) == 2, "no workers of this run found"
+    os.kill(pids[0], signal.SIGKILL)
+    killed.set()
+    thread.join(timeout=900)
+    assert "error" not in result, result.get("error")
+    run = result["run"]
+    assert run.shards_computed == SHARDS  # every shard written once
+    assert _scores(run.path) == _scores(plain)
+    assert "cluster: worker 0 died (" in capfd.readouterr().out  # (the progress display)

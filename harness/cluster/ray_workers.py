@@ -1,17 +1,21 @@
 """The Ray executor: long-lived worker actors, each with a ModelPool of the run's models.
 
-One actor per worker (``cluster.workers``) holds the run's resolved models (plain data) and loads
-a base once, switching adapters on it, as one process does. The driver sends ``Call``s (a shard
-of one model x task, or a chunk of a benchmark's requests), one in flight per worker, and keeps
-every result: workers never write the run directory. A worker that dies (killed process, lost
-node) has its call sent again, to its restarted self or another worker; a call's result is
-handed on once. Ray is imported only here, and only when a run asks for a cluster.
+One actor per worker (``cluster.workers``) imports torch and transformers as it starts (all
+workers at once) and holds a ModelPool of the run's resolved models (plain data, sent with each
+call): it loads a base once and switches adapters on it, as one process does. The driver sends
+``Call``s (a shard of one model x task, or a chunk of a benchmark's requests), one in flight per
+worker, and keeps every result: workers never write the run directory. A worker that dies
+(killed process, lost node) has its call sent again, to its restarted self or another worker; a
+call's result is handed on once. Inside ``keep_workers()`` a run's workers outlive it and serve
+the next run. Ray is imported only here, and only when a run asks for a cluster.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import pickle
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +29,7 @@ INSTALL_FIX = 'Install it with pip install "checkpoint-harness[cluster]", or run
 _PASSED_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM",
                "HF_HOME", "HF_HUB_CACHE", "HARNESS_CACHE", "HARNESS_VERBOSE", "TQDM_DISABLE",
                "TRANSFORMERS_VERBOSITY")
+_DISPLAY_ENV = ("HARNESS_VERBOSE", "TQDM_DISABLE", "TRANSFORMERS_VERBOSITY")  # what a worker logs, not computes
 MAX_RESTARTS = 2        # a killed worker comes back (and reloads its models) this many times
 START_TIMEOUT_S = 600   # workers that cannot be placed (too few CPUs / GPUs) fail instead of hanging
 
@@ -40,17 +45,19 @@ def import_ray():
 
 def _worker_class(ray):
     class Worker:
-        """One long-lived worker: a ModelPool of the run's models, loaded on first use."""
+        """One long-lived worker: a ModelPool of the models of the run it serves, loaded on first use."""
 
-        def __init__(self, resolved: dict[str, Any], threads: int | None = None):
+        def __init__(self):
             from harness.progress import quiet_libraries
 
             quiet_libraries()
-            if threads:  # the driver's intra-op thread count: on a CPU the same matmuls in another
-                import torch  # thread count round differently (perplexity moved in the 7th digit)
+            # What a first call imports (~8 s on a CPU), imported as the workers start, all at once,
+            # instead of by each worker on its first shard while the others already compute.
+            import peft  # noqa: F401
+            import torch  # noqa: F401
+            from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401
 
-                torch.set_num_threads(threads)
-            self.resolved = resolved
+            self._setup_key: str | None = None
             self._pool = None
 
         def where(self) -> dict[str, Any]:
@@ -62,16 +69,86 @@ def _worker_class(ray):
         def unreadable(self, paths: list[str]) -> list[str]:
             return [p for p in paths if not os.access(p, os.R_OK)]
 
-        def run(self, call: Call) -> Any:
+        def run(self, call: Call, setup: tuple[str, dict[str, Any], int | None]) -> Any:
+            """``setup``: (its key, the run's resolved models, torch threads); it comes with every
+            call, so a worker Ray restarted, or one kept from another run, serves the right models."""
             from harness.cluster.calls import run_call
 
-            if self._pool is None:
-                from harness.models.pool import ModelPool
-
-                self._pool = ModelPool(dict(self.resolved))
+            if setup[0] != self._setup_key:
+                self._use(*setup)
             return run_call(self._pool, call)
 
+        def _use(self, key: str, resolved: dict[str, Any], threads: int | None) -> None:
+            from harness.env import free_memory, release_memory
+            from harness.models.pool import ModelPool
+
+            if self._pool is not None:  # another run's models (kept workers): freed first
+                self._pool.close_vllm()
+                self._pool = None
+                free_memory()
+                release_memory()
+            if threads:  # the driver's intra-op thread count: on a CPU the same matmuls in another
+                import torch  # thread count round differently (perplexity moved in the 7th digit)
+
+                torch.set_num_threads(threads)
+            self._pool = ModelPool(dict(resolved))
+            self._setup_key = key
+
     return ray.remote(Worker)
+
+
+class _Keeper:
+    """The workers kept between runs inside ``keep_workers()``: (settings key, actor) pairs."""
+
+    def __init__(self):
+        self.idle: list[tuple[tuple, Any]] = []
+        self.started_ray = False
+
+    def take(self, key: tuple, n: int) -> list[Any]:
+        """Up to ``n`` kept workers with settings ``key``. Kept workers with other settings are
+        stopped: they hold CPUs / GPUs the new run's workers may need."""
+        mine = [a for k, a in reversed(self.idle) if k == key][:n]  # the last handed back first
+        others = [a for k, a in self.idle if k != key]
+        self.idle = [(k, a) for k, a in self.idle if k == key and a not in mine]
+        if others:
+            ray = import_ray()
+            for a in others:
+                with contextlib.suppress(Exception):
+                    ray.kill(a)
+        return mine
+
+    def stop(self) -> None:
+        if not self.idle and not self.started_ray:
+            return
+        ray = import_ray()
+        for _, a in self.idle:
+            with contextlib.suppress(Exception):
+                ray.kill(a)
+        self.idle = []
+        if self.started_ray and ray.is_initialized():
+            ray.shutdown()
+
+
+_keeper: _Keeper | None = None
+
+
+@contextlib.contextmanager
+def keep_workers():
+    """Runs inside this block hand their Ray workers back when they end instead of stopping them,
+    and a later run with the same worker settings (Ray cluster, CPUs and GPUs per worker,
+    environment) takes them: no process start, no imports again, and the models stay loaded when
+    the next run has the same ones. Every kept worker stops when the block ends (and Ray, if a run
+    inside started it). For notebooks and test suites that run several evaluations in a row."""
+    global _keeper
+    if _keeper is not None:  # nested: the outer block keeps them
+        yield
+        return
+    _keeper = keeper = _Keeper()
+    try:
+        yield
+    finally:
+        _keeper = None
+        keeper.stop()
 
 
 def _connect(ray, cfg) -> bool:
@@ -122,6 +199,7 @@ class RayExecutor:
 
     def __init__(self, resolved: dict[str, Any], cfg, progress: Any = None):
         ray = self.ray = import_ray()
+        self.died = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError)
         self.progress = progress
         self.started = _connect(ray, cfg)
         gpus = cfg.gpus_per_worker
@@ -129,16 +207,22 @@ class RayExecutor:
             gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
         self._check_room(cfg, gpus)
         env = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}
-        cls = _worker_class(ray)
-        opts = {"num_cpus": cfg.cpus_per_worker, "num_gpus": gpus, "max_restarts": MAX_RESTARTS, "max_task_retries": 0}
+        opts = {"num_cpus": cfg.cpus_per_worker, "num_gpus": gpus, "max_restarts": MAX_RESTARTS, "max_task_retries": 0,
+                "scheduling_strategy": "SPREAD"}  # workers over as many nodes as have room
         if env:
             opts["runtime_env"] = {"env_vars": env}
+        self.key = (ray.get_runtime_context().gcs_address, cfg.cpus_per_worker, gpus,  # (log settings aside)
+                    tuple(sorted((k, v) for k, v in env.items() if k not in _DISPLAY_ENV)))
         self.run_tag = uuid.uuid4().hex[:8]  # actors are named harness-<run tag>-<i> in namespace "harness"
+        self.actors = _keeper.take(self.key, cfg.workers) if _keeper is not None else []
+        cls = _worker_class(ray)
+        self.actors += [cls.options(**opts, name=f"harness-{self.run_tag}-{i}", namespace="harness").remote()
+                        for i in range(len(self.actors), cfg.workers)]
         threads = _driver_threads() if not gpus else None
-        self.actors = [cls.options(**opts, name=f"harness-{self.run_tag}-{i}", namespace="harness").remote(resolved,
-                                                                                                          threads)
-                       for i in range(cfg.workers)]
+        blob = pickle.dumps((resolved, threads))
+        self.setup = ray.put((hashlib.sha256(blob).hexdigest(), resolved, threads))
         self.failures = [0] * cfg.workers
+        self.restarting: dict[Any, int] = {}  # ref of a restarting worker's `where` call -> worker
         self.where = self._wait_ready()
         self._check_paths(resolved)
         self.workers = cfg.workers
@@ -155,10 +239,15 @@ class RayExecutor:
         refs = [a.where.remote() for a in self.actors]
         ready, _ = self.ray.wait(refs, num_returns=len(refs), timeout=START_TIMEOUT_S)
         if len(ready) < len(refs):
-            self.close()
+            self.close(keep=False)
             raise HarnessError(f"cluster: only {len(ready)} of {len(refs)} workers started within {START_TIMEOUT_S} s",
                                fix="Check `ray status` for free CPUs/GPUs on the cluster.")
-        return self.ray.get(refs)
+        try:
+            return self.ray.get(refs)
+        except self.ray.exceptions.RayActorError as err:
+            self.close(keep=False)
+            raise HarnessError(f"cluster: a worker died while starting ({str(err).splitlines()[0]})",
+                               fix="Check the workers' logs (`ray logs`) and run again.") from None
 
     def _check_paths(self, resolved: dict[str, Any]) -> None:
         paths = local_paths(resolved)
@@ -182,29 +271,30 @@ class RayExecutor:
         rates = Rates(len(self.actors))
         finished = 0
         with _bar(self.progress, description, len(calls)) as update:
-            idle = [w for w in range(len(self.actors)) if self.actors[w] is not None]
+            idle = [w for w, a in enumerate(self.actors) if a is not None and w not in self.restarting.values()]
             while todo or running:
                 while todo and idle:
                     w = idle.pop(0)
                     i = todo.pop()
-                    running[self.actors[w].run.remote(calls[i])] = (i, w)
-                if not running:
+                    running[self.actors[w].run.remote(calls[i], self.setup)] = (i, w)
+                if not running and not self.restarting:
                     raise HarnessError("cluster: every worker died", fix="Check the workers' logs (`ray logs`); "
                                        "the finished shards are kept for --resume.")
-                [ref], _ = ray.wait(list(running), num_returns=1)
+                [ref], _ = ray.wait([*running, *self.restarting], num_returns=1)
+                if ref in self.restarting:  # a worker is back from its restart
+                    w = self.restarting.pop(ref)
+                    try:
+                        ray.get(ref)
+                        idle.append(w)
+                    except self.died as err:
+                        self._died(w, err)
+                    continue
                 i, w = running.pop(ref)
                 try:
                     result = ray.get(ref)
-                except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
-                        ray.exceptions.NodeDiedError) as err:
-                    todo.append(i)  # sent again: to this worker once restarted, or to another
-                    self.failures[w] += 1
-                    if self.failures[w] > MAX_RESTARTS:
-                        self.actors[w] = None
-                    else:
-                        idle.append(w)
-                    if self.progress is not None:
-                        self.progress.log(f"cluster: worker {w} died ({type(err).__name__}); its shard is sent again")
+                except self.died as err:
+                    todo.append(i)  # sent again, to the first worker free
+                    self._died(w, err, shard=True)
                     continue
                 except ray.exceptions.RayTaskError as err:
                     cause = getattr(err, "cause", None)
@@ -215,7 +305,7 @@ class RayExecutor:
                 while todo and idle:  # keep the workers busy while the driver writes
                     w2 = idle.pop(0)
                     j = todo.pop()
-                    running[self.actors[w2].run.remote(calls[j])] = (j, w2)
+                    running[self.actors[w2].run.remote(calls[j], self.setup)] = (j, w2)
                 out[i] = result
                 rates.add(w)
                 finished += 1
@@ -224,15 +314,30 @@ class RayExecutor:
                 update(finished, None, rates.describe(f"{description} ({len(calls)} shards)") if description else None)
         return out
 
-    def worker_pids(self) -> list[int]:
-        return [self.ray.get(a.where.remote())["pid"] for a in self.actors if a is not None]
+    def _died(self, w: int, err: BaseException, shard: bool = False) -> None:
+        """Worker ``w`` died: Ray restarts it (it gets work again once it answers), up to MAX_RESTARTS
+        times; after that it is gone."""
+        self.failures[w] += 1
+        if self.failures[w] > MAX_RESTARTS:
+            self.actors[w] = None
+        else:
+            self.restarting[self.actors[w].where.remote()] = w
+        if self.progress is not None:
+            again = "; its shard is sent again" if shard else ""
+            self.progress.log(f"cluster: worker {w} died ({type(err).__name__}){again}")
 
-    def close(self) -> None:
-        for a in self.actors:
-            if a is not None:
-                with contextlib.suppress(Exception):  # (already gone)
-                    self.ray.kill(a)
+    def close(self, keep: bool = True) -> None:
+        """Stop the workers (inside ``keep_workers()``: hand the live ones back for the next run)."""
+        live = [a for a in self.actors if a is not None]
         self.actors = []
+        if keep and _keeper is not None and self.ray.is_initialized():
+            _keeper.idle += [(self.key, a) for a in live]
+            _keeper.started_ray |= self.started
+            self.started = False
+            return
+        for a in live:
+            with contextlib.suppress(Exception):  # (already gone)
+                self.ray.kill(a)
         if self.started:
             self.ray.shutdown()
             self.started = False
