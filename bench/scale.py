@@ -9,11 +9,13 @@ identical to the plain run's. Exit status 1 when one differs.
     .venv/bin/python bench/scale.py                                  # the demo, 8 items, no benchmarks/judge
     .venv/bin/python bench/scale.py --limit 32 --shard-size 8
     .venv/bin/python bench/scale.py --config my/harness.yaml --benchmarks mmlu-mini --judge none
+    .venv/bin/python bench/scale.py --threads 1                      # torch on one thread everywhere
 
 What limits the ratio: the workers share the machine's cores (on a CPU every worker uses the
-driver's torch thread count, so that its numbers equal a plain run's: 2 workers on 2 cores run 4
-threads), each worker loads its models once (seconds for SmolLM2-135M), and the last shards of a
-stage leave a worker idle. On GPUs (one per worker) none of this applies.
+driver's torch thread count, so that its numbers equal a plain run's: 2 workers on 2 cores with
+the default 2 threads run 4 threads; ``--threads 1`` sets the driver's, and so the workers'),
+each worker starts (imports, about 8 s on a CPU) and loads its models once, and the last shards
+of a stage leave a worker idle. On GPUs (one per worker) none of this applies.
 """
 
 from __future__ import annotations
@@ -43,9 +45,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--judge", default="none")
     ap.add_argument("--models", default=None, help="comma-separated (default: all)")
     ap.add_argument("--workers", default="1,2", help="worker counts to time")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads of every run (default: torch's)")
     args = ap.parse_args(argv)
 
     import ray
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from harness import api
 
@@ -75,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'run':<22}{'seconds':>9}{'vs 1 worker':>13}  scores.json == plain")
     for name, secs, same in rows:
         print(f"{name:<22}{secs:>9.1f}{secs / one:>12.2f}x  {'yes' if same else 'NO'}")
-    print(f"cores: {os.cpu_count()}; load average {os.getloadavg()[0]:.1f} (other jobs share these cores)")
+    print(f"cores: {os.cpu_count()}; torch threads per run {torch.get_num_threads()}; "
+          f"load average {os.getloadavg()[0]:.1f} (other jobs share these cores)")
     shutil.rmtree(out, ignore_errors=True)
     return 0 if all(same for _, _, same in rows) else 1
 

@@ -18,14 +18,14 @@ __version__ = "0.1.0"
 _LAZY = {
     "run": "harness.api", "report": "harness.api", "gate": "harness.api", "compare": "harness.api",
     "train_sft": "harness.api", "train_dpo": "harness.api", "load_config": "harness.api",
-    "resolve_models": "harness.api", "retrain_demo": "harness.api",
+    "resolve_models": "harness.api", "retrain_demo": "harness.api", "keep_workers": "harness.api",
     "open_run": "harness.store", "RunDir": "harness.store",
     "GateReport": "harness.gate.check", "HarnessError": "harness.errors", "HarnessConfig": "harness.config",
 }
 
 __all__ = [  # = _LAZY's names (a test checks it)
-    "GateReport", "HarnessConfig", "HarnessError", "RunDir", "__version__", "compare", "gate", "load_config",
-    "open_run", "report", "resolve_models", "retrain_demo", "run", "train_dpo", "train_sft",
+    "GateReport", "HarnessConfig", "HarnessError", "RunDir", "__version__", "compare", "gate", "keep_workers",
+    "load_config", "open_run", "report", "resolve_models", "retrain_demo", "run", "train_dpo", "train_sft",
 ]
 
 

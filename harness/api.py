@@ -174,6 +174,21 @@ def gate(run_dir: str | Path, config: str | Path | None = None, baseline: str | 
     return check_gates(run_dir, config, baseline)
 
 
+def keep_workers():
+    """A ``with`` block in which data-parallel runs (``run(..., workers=N)``) hand their Ray workers
+    to the next run instead of stopping them: no worker start, no imports again, and the models
+    stay loaded when the next run has the same ones. The workers stop when the block ends
+    (docs/cluster.md, "Several runs in one session")::
+
+        with harness.keep_workers():
+            for config in ("a.yaml", "b.yaml"):
+                harness.run(config, workers=2)
+    """
+    from harness.cluster.ray_workers import keep_workers as keep
+
+    return keep()
+
+
 def arena(run_dir: str | Path, *, port: int = 7860, models: list[str] | None = None, host: str = "127.0.0.1",
           voter: str | None = None, seed: int | None = None, quiet: bool = True):
     """Serve the blind arena on a run's stored answers (gradio, offline, no share link) and return

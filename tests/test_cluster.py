@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+import harness
 from harness import api
-from harness.cluster.ray_workers import keep_workers
 from harness.env import cache_root
 from harness.errors import HarnessError
 
@@ -59,7 +59,7 @@ def cluster():
     c.add_node(num_cpus=1)
     c.wait_for_nodes()
     ray.init(address=c.address, include_dashboard=False, log_to_driver=False)
-    with keep_workers():
+    with harness.keep_workers():  # (the notebook API's)
         yield c
     ray.shutdown()
     c.shutdown()
