@@ -39,6 +39,9 @@ def execute(plan: Plan, rundir, progress: Progress) -> None:
         executor = start_cluster(plan.resolved, plan.config.cluster, progress)
         plan.use_executor(executor)
         progress.log(f"cluster: {executor.workers} workers, shards of {plan.shard_size}")
+        for node in executor.crowded_nodes():
+            progress.log(f"note: cluster node {node}: the threads wait on each other; run with fewer workers "
+                         "or set OMP_NUM_THREADS (same numbers as a plain run with as many threads; docs/cluster.md)")
         _record_workers(rundir, executor, plan.shard_size)
     try:
         generate.execute(plan, rundir, progress, model_info)

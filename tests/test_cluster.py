@@ -162,6 +162,29 @@ def test_a_model_path_a_worker_cannot_read_is_named_with_its_node(cluster, tiny_
     assert "worker 0 on node" in msg and str(copy) in msg and "\n" not in msg and "models.base" in msg
 
 
+def test_workers_with_more_threads_than_their_node_has_cpus_are_named(cluster, tiny_models):
+    """CPU workers use the driver's torch thread count: two threads on each one-CPU node crowd it,
+    and the run says so (a note); one thread each does not."""
+    import torch
+
+    from harness.cluster.ray_workers import start_cluster
+    from harness.config import ClusterConfig, ModelSpec
+    from harness.models.resolve import resolve_models
+
+    resolved = resolve_models({"base": ModelSpec(path=str(tiny_models["base"]))}, ".")
+    crowded = {}
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        try:
+            executor = start_cluster(resolved, ClusterConfig(workers=2, address="auto"))
+            crowded[threads] = executor.crowded_nodes()
+            executor.close()
+        finally:
+            torch.set_num_threads(1)
+    assert crowded[1] == [] and len(crowded[2]) == 2
+    assert all(n.endswith(": 1 worker x 2 threads on 1 CPU") for n in crowded[2]), crowded[2]
+
+
 def _run_workers(out: Path) -> list[int]:
     """The process ids of the workers of the run in ``out`` (run.json records them as it starts)."""
     for info in out.glob("*/run.json"):

@@ -226,6 +226,20 @@ class RayExecutor:
         self.where = self._wait_ready()
         self._check_paths(resolved)
         self.workers = cfg.workers
+        self.threads = threads
+
+    def crowded_nodes(self) -> list[str]:
+        """Nodes where CPU workers run more torch threads (the driver's count each) than the node has
+        CPUs: the threads then wait on each other and a run is slower than on fewer workers."""
+        if not self.threads:
+            return []
+        cpus = {n["NodeID"]: n.get("Resources", {}).get("CPU", 0) for n in self.ray.nodes() if n.get("Alive")}
+        per_node: dict[str, int] = {}
+        for w in self.where:
+            per_node[w["node_id"]] = per_node.get(w["node_id"], 0) + 1
+        address = {w["node_id"]: w["node"] for w in self.where}
+        return [f"{address[n]}: {k} worker{'s' * (k > 1)} x {self.threads} threads on {cpus.get(n, 0):g} "
+                f"CPU{'s' * (cpus.get(n, 0) != 1)}" for n, k in per_node.items() if k * self.threads > cpus.get(n, 0)]
 
     def _check_room(self, cfg, gpus: float) -> None:
         have = self.ray.cluster_resources()
