@@ -25,7 +25,7 @@ from harness.errors import HarnessError
 
 ray = pytest.importorskip("ray")
 
-ITEMS = 8  # x 3 models in shards of 2
+ITEMS = 8  # x 3 models in shards of 2, 8 new tokens
 SHARDS = 3 * ITEMS // 2
 PREF = [{"prompt": f"Say {w}.", "chosen": w, "rejected": w[::-1] + "?"} for w in
         ("yes", "no", "cold", "warm", "blue", "seven")]
@@ -65,7 +65,7 @@ def cluster():
     c.shutdown()
 
 
-def _project(root: Path, t: dict, *, shard_size: int = 2, max_new_tokens: int = 16, items: int = ITEMS,
+def _project(root: Path, t: dict, *, shard_size: int = 2, max_new_tokens: int = 8, items: int = ITEMS,
              engine: str = "local", extra: dict | None = None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     rows = [{"instruction": f"Count to {i} and say the word number {i}.", "input": "", "output": f"number {i}"}
@@ -194,17 +194,16 @@ def _run_workers(out: Path) -> list[int]:
     return []
 
 
-def test_kept_workers_serve_the_next_run_with_its_own_models(cluster, tiny_models, tmp_path):
+def test_kept_workers_serve_the_next_run_with_its_own_models(cluster, plain, tiny_models, tmp_path):
     """Inside keep_workers() the next run takes the same worker process, which drops the models of
-    the run before and loads this run's: the same numbers as this run's models computed here."""
-    small = {"items": 2, "max_new_tokens": 4}
-    first = api.run(_project(tmp_path / "a", tiny_models, **small), models=["sft"], workers=1, write_report=False)
-    second = api.run(_project(tmp_path / "b", tiny_models, **small), models=["base", "dpo"], workers=1,
-                     write_report=False)
-    reference = api.run(_project(tmp_path / "c", tiny_models, **small), models=["base", "dpo"], write_report=False)
+    the run before and loads this run's: the same answers as these models computed here."""
+    first = api.run(_project(tmp_path / "a", tiny_models, items=2, max_new_tokens=4), models=["sft"], workers=1,
+                    write_report=False)
+    second = api.run(_project(tmp_path / "b", tiny_models), models=["base", "dpo"], workers=1, write_report=False)
     [[pid_first], [pid_second]] = [[w["pid"] for w in r.run_info()["clusters"][0]["workers"]] for r in (first, second)]
     assert pid_first == pid_second
-    assert _scores(second.path) == _scores(reference.path) and _samples(second.path) == _samples(reference.path)
+    expected = {k: v for k, v in _samples(plain).items() if not k.startswith("samples/sft/")}
+    assert _samples(second.path) == expected and len(expected) == 4  # base and dpo, gen and pref
 
 
 def test_an_interrupted_two_worker_run_resumes_on_one_and_recomputes_nothing(cluster, plain, tiny_models, tmp_path,
