@@ -14,7 +14,7 @@ from harness.records import Sample, Verdict
 from harness.store import RunDir, is_run_dir, new_run_id, open_run
 
 
-def test_create_run_id_format_and_collision(tmp_path):
+def test_create_run_id_format_and_collision(tmp_path, monkeypatch):
     r1 = RunDir.create(tmp_path, config_hash="a1b2c3d4e5")
     assert re.fullmatch(r"\d{8}-\d{6}-a1b2c3", r1.path.name), r1.path.name
     assert r1.path.is_dir()
@@ -22,8 +22,13 @@ def test_create_run_id_format_and_collision(tmp_path):
     (tmp_path / "x").mkdir()
     again = RunDir.create(tmp_path, "x")  # explicit id reopens (resume)
     assert again.path == tmp_path / "x"
-    # a generated id that collides gets a suffix instead of reusing the folder
-    base = new_run_id("zz")
+    # a generated id that collides gets a suffix instead of reusing the folder (the clock held
+    # still: a second ticking between the two calls made no collision)
+    import harness.store as store
+
+    moment = datetime(2026, 11, 26, 1, 30, 0)
+    monkeypatch.setattr(store, "new_run_id", lambda config_hash="", now=None: new_run_id(config_hash, moment))
+    base = new_run_id("zz", moment)
     (tmp_path / base).mkdir(exist_ok=True)
     r2 = RunDir.create(tmp_path, config_hash="zz")
     assert r2.path != tmp_path / base and r2.path.name.startswith(base.rsplit("-", 1)[0])
