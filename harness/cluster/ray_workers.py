@@ -17,6 +17,7 @@ import hashlib
 import os
 import pickle
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,12 @@ def import_ray():
         raise HarnessError("cluster: running on several workers needs Ray, which is not installed",
                            fix=INSTALL_FIX) from None
     return ray
+
+
+def _kill(ray, actors) -> None:
+    for a in actors:
+        with contextlib.suppress(Exception):  # (already gone)
+            ray.kill(a)
 
 
 def _worker_class(ray):
@@ -111,19 +118,14 @@ class _Keeper:
         others = [a for k, a in self.idle if k != key]
         self.idle = [(k, a) for k, a in self.idle if k == key and a not in mine]
         if others:
-            ray = import_ray()
-            for a in others:
-                with contextlib.suppress(Exception):
-                    ray.kill(a)
+            _kill(import_ray(), others)
         return mine
 
     def stop(self) -> None:
         if not self.idle and not self.started_ray:
             return
         ray = import_ray()
-        for _, a in self.idle:
-            with contextlib.suppress(Exception):
-                ray.kill(a)
+        _kill(ray, [a for _, a in self.idle])
         self.idle = []
         if self.started_ray and ray.is_initialized():
             ray.shutdown()
@@ -234,9 +236,7 @@ class RayExecutor:
         if not self.threads:
             return []
         cpus = {n["NodeID"]: n.get("Resources", {}).get("CPU", 0) for n in self.ray.nodes() if n.get("Alive")}
-        per_node: dict[str, int] = {}
-        for w in self.where:
-            per_node[w["node_id"]] = per_node.get(w["node_id"], 0) + 1
+        per_node = Counter(w["node_id"] for w in self.where)
         address = {w["node_id"]: w["node"] for w in self.where}
         return [f"{address[n]}: {k} worker{'s' * (k > 1)} x {self.threads} threads on {cpus.get(n, 0):g} "
                 f"CPU{'s' * (cpus.get(n, 0) != 1)}" for n, k in per_node.items() if k * self.threads > cpus.get(n, 0)]
@@ -286,11 +286,14 @@ class RayExecutor:
         finished = 0
         with _bar(self.progress, description, len(calls)) as update:
             idle = [w for w, a in enumerate(self.actors) if a is not None and w not in self.restarting.values()]
-            while todo or running:
+
+            def send() -> None:  # the next calls in order, to the idle workers
                 while todo and idle:
-                    w = idle.pop(0)
-                    i = todo.pop()
+                    w, i = idle.pop(0), todo.pop()
                     running[self.actors[w].run.remote(calls[i], self.setup)] = (i, w)
+
+            while todo or running:
+                send()
                 if not running and not self.restarting:
                     raise HarnessError("cluster: every worker died", fix="Check the workers' logs (`ray logs`); "
                                        "the finished shards are kept for --resume.")
@@ -316,10 +319,7 @@ class RayExecutor:
                         raise cause from None
                     raise
                 idle.append(w)
-                while todo and idle:  # keep the workers busy while the driver writes
-                    w2 = idle.pop(0)
-                    j = todo.pop()
-                    running[self.actors[w2].run.remote(calls[j], self.setup)] = (j, w2)
+                send()  # keep the workers busy while the driver writes
                 out[i] = result
                 rates.add(w)
                 finished += 1
@@ -349,9 +349,7 @@ class RayExecutor:
             _keeper.started_ray |= self.started
             self.started = False
             return
-        for a in live:
-            with contextlib.suppress(Exception):  # (already gone)
-                self.ray.kill(a)
+        _kill(self.ray, live)
         if self.started:
             self.ray.shutdown()
             self.started = False
